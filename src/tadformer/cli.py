@@ -1,8 +1,148 @@
-"""Command-line interface (filled in by the engine work)."""
+"""Command-line interface: ``tadformer {train,eval,infer,synth,demo,report}``.
+
+Each subcommand parses its flags and calls library code; no logic lives here.
+"""
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Callable, Sequence
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``tadformer`` command."""
-    return 0
+from tadformer import __version__
+
+_Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that accepts the official scripts' underscore spellings (``--top_k``) as aliases."""
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None  # type: ignore[override]
+                   ) -> argparse.Namespace:
+        argv = list(sys.argv[1:] if args is None else args)
+        fixed = []
+        for a in argv:
+            if a.startswith("--") and "_" in a.split("=", 1)[0]:
+                name, *rest = a.split("=", 1)
+                a = "=".join([name.replace("_", "-"), *rest])
+            fixed.append(a)
+        return super().parse_args(fixed, namespace)
+
+
+def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
+    if config:
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a config value (repeatable), e.g. --set opt.learning_rate=1e-3")
+        p.add_argument("--seed", type=int, default=None, help="override init_rand_seed")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:1")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a detector from a YAML config")
+    p.add_argument("config", help="YAML config (official schema)")
+    p.add_argument("--out", default=None, help="run directory (default: <output_folder>/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pth.tar")
+    p.add_argument("--ckpt-freq", type=int, default=5, help="save epoch_XXX.pth.tar every N epochs")
+    p.add_argument("--skip-nonfinite", action="store_true", help="skip steps with a NaN/Inf loss instead of stopping")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (resumable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common(p)
+    p.set_defaults(func=_cmd("train"))
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint, re-score raw outputs, or score a result file",
+                       description="Three modes: CONFIG --ckpt CKPT (run the network); --raw RAW_FILE "
+                                   "(re-run post-processing + metrics); --predictions R.json --annotations "
+                                   "GT.json (score any ActivityNet-format result file).")
+    p.add_argument("config", nargs="?", default=None, help="YAML config (optional for our own checkpoints)")
+    p.add_argument("--ckpt", default=None, help="checkpoint file or run directory")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA weights")
+    p.add_argument("--epoch", type=int, default=None, help="with a run directory: use epoch_XXX.pth.tar")
+    p.add_argument("--out", default=None, help="where metrics.json, predictions.json, raw_outputs.pt go")
+    p.add_argument("--raw", default=None, help="raw_outputs.pt from an earlier eval: skip the network")
+    p.add_argument("--predictions", default=None, help="ActivityNet-format result json to score")
+    p.add_argument("--annotations", default=None, help="ground-truth json (ActivityNet/ActionFormer format)")
+    p.add_argument("--split", default=None, help="subset to evaluate (default: the config's val_split, else test)")
+    p.add_argument("--tiou", type=float, nargs="+", default=None, help="tIoU thresholds (default 0.3 .. 0.7)")
+    p.add_argument("--topk", "-t", type=int, default=None, help="override test_cfg.max_seg_num")
+    p.add_argument("--no-progress", action="store_true")
+    _common(p)
+    p.set_defaults(func=_cmd("eval"))
+
+
+def _add_infer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("infer", help="detect actions in one video's features")
+    p.add_argument("--ckpt", default=None, help="checkpoint (ours or official .pth.tar)")
+    p.add_argument("--hf-repo", default=None, help="download checkpoint_ema.pth.tar + YAML from a Hugging Face repo")
+    p.add_argument("--config", default=None, help="YAML config (needed for official checkpoints)")
+    p.add_argument("--feat", required=True, help="features .npy of shape (T, C)")
+    p.add_argument("--fps", type=float, default=None, help="video fps (default: annotation, else 30)")
+    p.add_argument("--duration", type=float, default=None, help="video duration in seconds (default: from T)")
+    p.add_argument("--top-k", type=int, default=10, help="how many segments to print/write")
+    p.add_argument("--min-score", type=float, default=0.0, help="drop detections scoring below this")
+    p.add_argument("--json", default=None, help="write the detections (ActivityNet result format)")
+    p.add_argument("--csv", default=None, help="write the detections as CSV")
+    p.add_argument("--save-fig", default=None, help="draw a timeline of the detections to this PNG")
+    p.add_argument("--annotations", default=None, help="annotation json: adds ground truth to the figure")
+    p.add_argument("--video-id", default=None, help="video id (default: the .npy file name)")
+    p.add_argument("--classes", default=None, help="class names: a file with one per line, or comma-separated")
+    p.add_argument("--no-ema", action="store_true")
+    _common(p)
+    p.set_defaults(func=_cmd("infer"))
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="write a synthetic THUMOS-shaped dataset (json + .npy + config)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--train-videos", type=int, default=200)
+    p.add_argument("--test-videos", type=int, default=212)
+    p.add_argument("--input-dim", type=int, default=2048)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--difficulty", choices=["easy", "thumos", "hard"], default="thumos")
+    p.add_argument("--duration-scale", type=float, default=1.0, help="shorten videos (e.g. 0.25)")
+    p.set_defaults(func=_cmd("synth"))
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="synthetic data -> train -> eval (regular + EMA) -> infer -> report")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--quick", action="store_true", help="a ~1 minute version (used by the tests)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd("demo"))
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="build report.html + report.md from a run directory")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd("report"))
+
+
+def _cmd(name: str) -> _Handler:
+    def run(args: argparse.Namespace) -> int:
+        from tadformer import commands  # imported lazily: `tadformer --help` stays fast
+
+        handler: _Handler = getattr(commands, f"cmd_{name}")
+        return handler(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed for tests and docs)."""
+    parser = _Parser(prog="tadformer", description="ActionFormer temporal action localization.")
+    parser.add_argument("--version", action="version", version=f"tadformer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_eval, _add_infer, _add_synth, _add_demo, _add_report):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tadformer`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from tadformer.errors import run_cli_command
+
+    return run_cli_command(args.func, args)

@@ -63,4 +63,5 @@ def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
     right = torch.minimum(a[:, None, 1], b[None, :, 1])
     inter = (right - left).clamp(min=0)
     union = lengths(a)[:, None] + lengths(b)[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(inter))
+    safe = union.clamp(min=torch.finfo(union.dtype).tiny)
+    return torch.where(union > 0, inter / safe, torch.zeros_like(inter))

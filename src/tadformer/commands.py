@@ -1,0 +1,169 @@
+"""Subcommand handlers: each reads its flags and calls library code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from tadformer.config import ExperimentConfig, load_config
+
+
+def _config(args: argparse.Namespace) -> ExperimentConfig:
+    cfg = load_config(args.config, args.overrides)
+    if getattr(args, "seed", None) is not None:
+        cfg = replace(cfg, init_rand_seed=args.seed)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``tadformer train CONFIG``."""
+    from tadformer.engine.train import FitOptions, fit
+
+    cfg = _config(args)
+    out = Path(args.out) if args.out else Path(cfg.output_folder or "./ckpt") / Path(args.config).stem
+    opts = FitOptions(device=args.device, resume=args.resume, ckpt_freq=args.ckpt_freq,
+                      progress=not args.no_progress, skip_nonfinite=args.skip_nonfinite, max_steps=args.max_steps)
+    ckpt = fit(cfg, out, opts)
+    print(f"checkpoint: {ckpt}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``tadformer eval``: network, ``--raw`` or ``--predictions`` mode."""
+    from tadformer.engine import evaluate as ev
+    from tadformer.engine.runtime import resolve_device
+    from tadformer.metrics import format_map_table
+
+    tiou = args.tiou
+    if args.predictions:
+        if not args.annotations:
+            raise ValueError("--predictions needs --annotations GT.json")
+        return _score_file(args.predictions, args.annotations, args.split or "test", tiou, args.out)
+    if args.raw:
+        raw = ev.RawOutputs.load(args.raw)
+        if args.config is None:
+            raise ValueError("--raw needs the CONFIG (its test_cfg and dataset.json_file are used; change them "
+                             "with --set test_cfg.KEY=VALUE)")
+        cfg = _config(args)
+        out = Path(args.out) if args.out else Path(args.raw).parent
+    else:
+        if not args.ckpt:
+            raise ValueError("give --ckpt CKPT_OR_RUN_DIR (or --raw RAW_FILE, or --predictions/--annotations)")
+        from tadformer.engine.loading import load_for_inference
+
+        device = resolve_device(args.device)
+        loaded = load_for_inference(args.ckpt, args.config, overrides=args.overrides, seed=args.seed,
+                                    device=device, use_ema=not args.no_ema, epoch=args.epoch)
+        print(f"weights: {loaded.weights_description}")
+        cfg = loaded.cfg
+        dataset, _ = ev.build_eval_dataset(cfg, [args.split] if args.split else None)
+        raw = ev.predict_raw(loaded.model, dataset, cfg, device, loaded.class_names, progress=not args.no_progress)
+        out = Path(args.out) if args.out else loaded.checkpoint_path.parent.parent / "eval"
+        raw.save(out / "raw_outputs.pt")
+    if args.topk is not None and args.topk > 0:
+        cfg = replace(cfg, test_cfg=replace(cfg.test_cfg, max_seg_num=args.topk))
+    detections = ev.detect_from_raw(raw, cfg.test_cfg)
+    split = args.split or (cfg.val_split[0] if cfg.val_split else "test")
+    result = ev.score_detections(detections, annotations_path(args, cfg), split, tiou)
+    ev.write_eval_outputs(out, result, detections, raw.class_names)
+    print(format_map_table(result))
+    print(f"wrote {out / 'metrics.json'}, {out / 'predictions.json'}")
+    return 0
+
+
+def annotations_path(args: argparse.Namespace, cfg: ExperimentConfig) -> str:
+    """``--annotations`` if given, else the config's ``dataset.json_file``."""
+    return str(args.annotations or cfg.dataset.json_file)
+
+
+def _score_file(pred_path: str, gt_path: str, split: str, tiou: list[float] | None, out: str | None) -> int:
+    import numpy as np
+
+    from tadformer.metrics import evaluate_detections, format_map_table
+    from tadformer.results_io import atomic_write_text, read_results_json
+
+    preds = read_results_json(pred_path)
+    try:
+        gt = json.loads(Path(gt_path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"annotation file {gt_path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{gt_path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    thr = np.linspace(0.3, 0.7, 5) if tiou is None else np.asarray(tiou, dtype=np.float64)
+    result = evaluate_detections(gt, preds, split=split, tiou_thresholds=thr)
+    print(format_map_table(result))
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(out) / "metrics.json", json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    """``tadformer infer --ckpt CKPT --feat VIDEO.npy``."""
+    from tadformer.engine.infer import format_table, infer_video, top_k, video_meta_from_annotations
+    from tadformer.engine.loading import load_for_inference
+    from tadformer.engine.runtime import resolve_device
+    from tadformer.results_io import write_results_csv, write_results_json
+
+    ckpt, config = args.ckpt, args.config
+    if args.hf_repo:
+        from tadformer.hub import download_checkpoint
+
+        ckpt, hub_config = download_checkpoint(args.hf_repo)
+        config = config or hub_config
+    if not ckpt:
+        raise ValueError("give --ckpt CKPT (or --hf-repo OWNER/NAME)")
+    device = resolve_device(args.device)
+    loaded = load_for_inference(ckpt, config, overrides=args.overrides, seed=args.seed, device=device,
+                                use_ema=not args.no_ema, classes=args.classes)
+    vid = args.video_id or Path(args.feat).stem
+    fps, duration = args.fps, args.duration
+    if args.annotations and (fps is None or duration is None):
+        ann_fps, ann_dur = video_meta_from_annotations(args.annotations, vid)
+        fps, duration = fps or ann_fps, duration or ann_dur
+    det = infer_video(loaded, args.feat, fps=fps, duration_sec=duration, video_id=vid, device=device)
+    best = top_k(det, args.top_k, args.min_score)
+    print(f"weights: {loaded.weights_description}")
+    print(format_table(best, loaded.class_names))
+    if args.json:
+        write_results_json(args.json, [best], loaded.class_names)
+    if args.csv:
+        write_results_csv(args.csv, [best], loaded.class_names)
+    if args.save_fig:
+        from tadformer.report.figures import save_timeline_figure
+
+        save_timeline_figure(args.save_fig, best, loaded.class_names, annotation_json=args.annotations)
+    for what, path in (("json", args.json), ("csv", args.csv), ("figure", args.save_fig)):
+        if path:
+            print(f"wrote {what}: {path}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """``tadformer synth --out DIR``."""
+    from tadformer.data.synthetic import generate_dataset
+
+    paths = generate_dataset(args.out, train_videos=args.train_videos, test_videos=args.test_videos,
+                             input_dim=args.input_dim, seed=args.seed, difficulty=args.difficulty,
+                             duration_scale=args.duration_scale, progress=True)
+    print(f"annotations: {paths.json_file}\nfeatures: {paths.feat_folder}\nconfig: {paths.config_file}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``tadformer demo``."""
+    from tadformer.demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick, seed=args.seed, device=args.device, progress=not args.no_progress)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``tadformer report RUN_DIR``."""
+    from tadformer.report.build import build_report
+
+    html, md = build_report(Path(args.run_dir))
+    print(f"report: {html}\nmarkdown: {md}")
+    return 0

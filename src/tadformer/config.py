@@ -1,0 +1,666 @@
+"""Typed, frozen experiment config that round-trips the official ActionFormer YAML schema.
+
+Key names and defaults are those of the official ``libs/core/config.py`` ``DEFAULTS``. The official
+derived copies (``model.input_dim``, ``model.num_classes``, ``model.max_seq_len``, ``model.train_cfg``,
+``model.test_cfg``) are accepted on load, checked for agreement and never stored: read them from their
+source sections (or the shortcuts on :class:`ExperimentConfig`). Every derived quantity (pyramid
+strides, per-level windows, ``max_div_factor``) is computed here, in one place.
+
+Typical use::
+
+    cfg = load_config("configs/thumos_i3d.yaml", overrides=["opt.learning_rate=1e-3"])
+    cfg = scale_for_devices(cfg, n_devices)
+    dump_config(cfg, run_dir / "config.yaml")
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import logging
+import math
+import os
+import re
+import tempfile
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+__all__ = [
+    "ConfigError", "ExperimentConfig", "DatasetConfig", "LoaderConfig", "ModelConfig", "TrainConfig",
+    "TestConfig", "OptConfig", "load_config", "config_from_dict", "config_to_dict", "dump_config",
+    "dumps_config", "apply_overrides", "validate", "scale_for_devices", "with_empty_classes",
+    "packaged_config",
+]
+
+log = logging.getLogger(__name__)
+
+BackboneType = Literal["convTransformer", "conv"]
+FpnType = Literal["identity", "fpn"]
+NmsMethod = Literal["soft", "hard", "none"]
+CenterSample = Literal["radius", "none"]
+ScheduleType = Literal["cosine", "multistep"]
+OptimizerType = Literal["AdamW", "SGD"]
+
+# keys the official `_update_config` copies into `model`; accepted on load, never stored or dumped
+_DERIVED_MODEL_KEYS = {"input_dim": "dataset", "num_classes": "dataset", "max_seq_len": "dataset",
+                       "train_cfg": "", "test_cfg": ""}
+
+
+class ConfigError(ValueError):
+    """An invalid config: unknown key, wrong type, impossible value or malformed YAML."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """``dataset`` section (passed to the dataset). Times are in frames/feature steps as named."""
+
+    feat_stride: int = 16  # temporal stride of the features, in frames
+    num_frames: int = 32  # number of frames seen by each feature
+    default_fps: float | None = None  # None: read fps per video from the json
+    input_dim: int | tuple[int, ...] = 2304  # input feature channels (a list for multi-feature inputs)
+    num_classes: int = 97
+    downsample_rate: int = 1  # feature downsampling, 1 keeps the original resolution
+    max_seq_len: int = 2304  # max sequence length (feature steps) during training
+    trunc_thresh: float = 0.5  # min fraction of an action kept when truncating
+    crop_ratio: tuple[float, float] | None = None  # e.g. (0.9, 1.0) enables random feature cropping
+    force_upsampling: bool = False  # resample features to a fixed length (ActivityNet only)
+    json_file: str | None = None  # not in official DEFAULTS; every official YAML sets it
+    feat_folder: str | tuple[str, ...] | None = None  # not in official DEFAULTS
+    file_prefix: str | None = None  # not in official DEFAULTS
+    file_ext: str | None = None  # not in official DEFAULTS
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """``loader`` section."""
+
+    batch_size: int = 8
+    num_workers: int = 4
+    accum_steps: int = 1  # tadformer extra: gradient accumulation steps (1 = official behaviour)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``model`` section: network architecture (lengths and ranges in level-0 feature steps)."""
+
+    backbone_type: BackboneType = "convTransformer"
+    fpn_type: FpnType = "identity"
+    backbone_arch: tuple[int, int, int] = (2, 2, 5)  # (embedding convs, stem blocks, branch blocks)
+    scale_factor: int = 2  # downsampling between pyramid levels
+    regression_range: tuple[tuple[float, float], ...] = (
+        (0.0, 4.0), (4.0, 8.0), (8.0, 16.0), (16.0, 32.0), (32.0, 64.0), (64.0, 10000.0))
+    n_head: int = 4  # heads in self-attention
+    n_mha_win_size: int | tuple[int, ...] = -1  # local attention window; <= 1 means global attention
+    embd_kernel_size: int = 3
+    embd_dim: int | tuple[int, ...] = 512  # output channels of the embedding network
+    embd_with_ln: bool = True
+    fpn_dim: int = 512
+    fpn_with_ln: bool = True  # LayerNorm at the end of the FPN outputs
+    fpn_start_level: int = 0
+    head_dim: int = 512
+    head_kernel_size: int = 3
+    head_num_layers: int = 3  # layers in each head, including the final one
+    head_with_ln: bool = True
+    max_buffer_len_factor: float = 6.0  # point buffer length = max_seq_len * this
+    use_abs_pe: bool = False  # absolute position encoding added to the input embedding
+    use_rel_pe: bool = False  # relative position encoding in self-attention
+
+    @property
+    def fpn_strides(self) -> tuple[int, ...]:
+        """Stride of each pyramid level used by the heads, in level-0 steps."""
+        return tuple(self.scale_factor**l for l in range(self.fpn_start_level, self.backbone_arch[2] + 1))
+
+    @property
+    def num_levels(self) -> int:
+        """Number of pyramid levels seen by the heads (= len(fpn_strides))."""
+        return len(self.fpn_strides)
+
+    @property
+    def win_sizes(self) -> tuple[int, ...]:
+        """Attention window per backbone level (1 + backbone_arch[2] entries; an int is repeated)."""
+        n = self.backbone_arch[2] + 1
+        w = self.n_mha_win_size
+        return (w,) * n if isinstance(w, int) else tuple(w)
+
+    @property
+    def level_divisors(self) -> tuple[int, ...]:
+        """Per-level divisor of max_seq_len: stride * (w//2)*2 for local attention, else the stride.
+
+        Like the official model, strides (from fpn_start_level) are zipped with windows (from level 0).
+        """
+        return tuple(s * (w // 2) * 2 if w > 1 else s for s, w in zip(self.fpn_strides, self.win_sizes))
+
+    @property
+    def max_div_factor(self) -> int:
+        """Inputs are padded to a multiple of this (576 for THUMOS: stride 32 x window 18)."""
+        return max((1, *self.level_divisors))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``train_cfg`` section: label assignment, losses and regularisation."""
+
+    center_sample: CenterSample = "radius"
+    center_sample_radius: float = 1.5
+    loss_weight: float = 1.0  # weight of the regression loss; <= 0 switches on auto balancing
+    cls_prior_prob: float = 0.01
+    init_loss_norm: float = 2000
+    clip_grad_l2norm: float = -1  # <= 0 disables gradient clipping
+    head_empty_cls: tuple[int, ...] = ()  # classes without training data
+    dropout: float = 0.0  # dropout in the transformers
+    droppath: float = 0.1
+    label_smoothing: float = 0.0
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    """``test_cfg`` section: decoding and NMS (durations in feature steps)."""
+
+    __test__ = False  # not a pytest test class
+
+    pre_nms_thresh: float = 0.001
+    pre_nms_topk: int = 5000  # applied per pyramid level
+    iou_threshold: float = 0.1
+    min_score: float = 0.01
+    max_seg_num: int = 1000
+    nms_method: NmsMethod = "soft"
+    nms_sigma: float = 0.5
+    duration_thresh: float = 0.05
+    multiclass_nms: bool = True
+    ext_score_file: str | None = None
+    voting_thresh: float = 0.75  # only used when multiclass_nms is False
+
+
+@dataclass(frozen=True)
+class OptConfig:
+    """``opt`` section: optimiser and schedule (epochs exclude warmup)."""
+
+    type: OptimizerType = "AdamW"
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0
+    learning_rate: float = 1e-3
+    epochs: int = 30  # excluding the warmup epochs
+    warmup: bool = True
+    warmup_epochs: int = 5
+    schedule_type: ScheduleType = "cosine"
+    schedule_steps: tuple[int, ...] = ()  # multistep milestones, in epochs excluding warmup
+    schedule_gamma: float = 0.1
+    early_stop_epochs: int | None = None  # read by the official train.py; None = epochs + warmup_epochs
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The whole experiment (top level of the YAML)."""
+
+    init_rand_seed: int = 1234567891
+    dataset_name: str = "epic"
+    devices: tuple[str, ...] = ("cuda:0",)
+    train_split: tuple[str, ...] = ("training",)
+    val_split: tuple[str, ...] = ("validation",)
+    model_name: str = "LocPointTransformer"
+    output_folder: str | None = None  # not in official DEFAULTS; every official YAML sets ./ckpt/
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train_cfg: TrainConfig = field(default_factory=TrainConfig)
+    test_cfg: TestConfig = field(default_factory=TestConfig)
+    opt: OptConfig = field(default_factory=OptConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)  # also on dataclasses.replace: an ExperimentConfig is always valid
+
+    @property
+    def max_seq_len(self) -> int:
+        """``dataset.max_seq_len`` (the official ``model.max_seq_len``)."""
+        return self.dataset.max_seq_len
+
+    @property
+    def input_dim(self) -> int | tuple[int, ...]:
+        """``dataset.input_dim`` (the official ``model.input_dim``)."""
+        return self.dataset.input_dim
+
+    @property
+    def num_classes(self) -> int:
+        """``dataset.num_classes`` (the official ``model.num_classes``)."""
+        return self.dataset.num_classes
+
+
+# ----------------------------------------------------------------------------------------- typing
+
+
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType)
+
+
+def _describe(tp: Any) -> str:
+    """Human-readable description of an annotation, e.g. 'int or list of int'."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is type(None):
+        return "null"
+    if _is_union(tp):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list of {_describe(args[0])}"
+        return f"list of {len(args)} [{', '.join(_describe(a) for a in args)}]"
+    return "number" if tp is float else getattr(tp, "__name__", str(tp))
+
+
+_NUMBER_RE = re.compile(r"[-+]?(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """Convert a YAML value to annotation ``tp`` (lists become tuples); raise TypeError on mismatch."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if _is_union(tp):
+        for arm in args:
+            try:
+                return _coerce(value, arm)
+            except TypeError:
+                continue
+        raise TypeError
+    if origin is Literal:
+        if isinstance(value, str) and value in args:
+            return value
+        raise TypeError
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0]) for v in value)
+        if len(value) != len(args):
+            raise TypeError
+        return tuple(_coerce(v, a) for v, a in zip(value, args))
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _NUMBER_RE.fullmatch(value.strip()):  # PyYAML reads `1e-4` as str
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - only reached if a new annotation kind is added above
+        raise NotImplementedError(f"unsupported annotation {tp!r}")
+    raise TypeError
+
+
+def _coerce_key(value: Any, tp: Any, key: str) -> Any:
+    try:
+        return _coerce(value, tp)
+    except TypeError:
+        raise ConfigError(f"config key '{key}': expected {_describe(tp)}, got "
+                          f"{type(value).__name__} {value!r}") from None
+
+
+def _unknown_key(key: str, section_cls: Any, prefix: str) -> ConfigError:
+    names = [f.name for f in dataclasses.fields(section_cls)]
+    if section_cls is ModelConfig:
+        names += list(_DERIVED_MODEL_KEYS)
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if close:
+        hint = f"did you mean '{prefix}{close[0]}'?"
+    else:
+        sections = {name: tp for name, tp in _hints(ExperimentConfig).items() if dataclasses.is_dataclass(tp)}
+        elsewhere = [f"{name}.{key}" for name, tp in sections.items() if key in _hints(tp)]
+        hint = (f"did you mean '{elsewhere[0]}'?" if elsewhere
+                else f"valid keys: {', '.join(sorted(names))}")
+    return ConfigError(f"unknown config key '{prefix}{key}'; {hint}")
+
+
+def _build(cls: Any, raw: Any, prefix: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, defaults filling missing keys."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config key '{prefix.rstrip('.') or '<root>'}': expected a mapping, "
+                          f"got {type(raw).__name__} {raw!r}")
+    hints = _hints(cls)
+    for key in raw:
+        if not isinstance(key, str) or key not in hints:
+            raise _unknown_key(str(key), cls, prefix)
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce_key(value, tp, prefix + name)
+    return cls(**kwargs)
+
+
+def _check_derived(derived: Mapping[str, Any], cfg: ExperimentConfig) -> None:
+    """The official copies in ``model`` must agree with their source sections."""
+    for key, value in derived.items():
+        if key in ("train_cfg", "test_cfg"):
+            section = getattr(cfg, key)
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key 'model.{key}': expected a mapping, got {value!r}")
+            for sub, sub_value in value.items():
+                if sub not in _hints(type(section)):
+                    raise _unknown_key(str(sub), type(section), f"model.{key}.")
+                got = _coerce_key(sub_value, _hints(type(section))[sub], f"model.{key}.{sub}")
+                if got != getattr(section, sub):
+                    raise ConfigError(f"config key 'model.{key}.{sub}' = {got!r} contradicts "
+                                      f"'{key}.{sub}' = {getattr(section, sub)!r} (it is a derived copy)")
+        else:
+            got = _coerce_key(value, _hints(DatasetConfig)[key], f"model.{key}")
+            if got != getattr(cfg.dataset, key):
+                raise ConfigError(f"config key 'model.{key}' = {got!r} contradicts 'dataset.{key}' = "
+                                  f"{getattr(cfg.dataset, key)!r} (it is a derived copy)")
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> ExperimentConfig:
+    """Build and validate a config from an official-style nested dict (missing keys take defaults).
+
+    Raises:
+        ConfigError: unknown key (with a suggestion), wrong type, contradicting derived copy or
+            impossible value; the message names the dotted key.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
+    data: dict[str, Any] = copy.deepcopy(dict(raw))
+    derived: dict[str, Any] = {}
+    if isinstance(data.get("model"), Mapping):
+        model = dict(data["model"])
+        derived = {k: model.pop(k) for k in list(model) if k in _DERIVED_MODEL_KEYS}
+        data["model"] = model
+    cfg: ExperimentConfig = _build(ExperimentConfig, data, "")  # validates in __post_init__
+    _check_derived(derived, cfg)
+    return cfg
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file not found: {path}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from err
+    if raw is None:
+        raise ConfigError(f"{path}: the config file is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Load an official-style YAML, apply ``section.key=value`` overrides, validate.
+
+    Args:
+        path: YAML file (flow mappings, comments and ``~`` are fine).
+        overrides: ``--set`` items such as ``"opt.learning_rate=1e-3"``; each value is parsed with
+            ``yaml.safe_load`` and applied to the raw dict before the dataclasses are built.
+
+    Raises:
+        ConfigError: malformed YAML (with file and line), unknown key, wrong type, bad value.
+    """
+    path = Path(path)
+    raw = apply_overrides(_read_yaml(path), overrides)
+    try:
+        return config_from_dict(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _schema_at(parts: list[str], item: str) -> None:
+    """Check that a dotted override key exists in the schema; raise with a suggestion otherwise."""
+    cls: Any = ExperimentConfig
+    for depth, part in enumerate(parts):
+        prefix = "".join(p + "." for p in parts[:depth])
+        if cls is ModelConfig and part in _DERIVED_MODEL_KEYS:
+            source = _DERIVED_MODEL_KEYS[part] or ""
+            raise ConfigError(f"override {item!r}: 'model.{part}' is derived; set "
+                              f"'{source + '.' if source else ''}{part}' instead")
+        if not dataclasses.is_dataclass(cls) or part not in _hints(cls):
+            if not dataclasses.is_dataclass(cls):
+                raise ConfigError(f"override {item!r}: '{prefix.rstrip('.')}' has no sub-keys")
+            raise ConfigError(f"override {item!r}: {_unknown_key(part, cls, prefix)}")
+        cls = _hints(cls)[part]
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a deep copy of ``raw`` with ``dotted.key=value`` overrides applied (values via YAML)."""
+    out = copy.deepcopy(dict(raw))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"override {item!r}: expected 'section.key=value'")
+        _schema_at(parts, item)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({err})") from None
+        node = out
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+            node[parts[-1]].update(value)
+        else:
+            node[parts[-1]] = value
+    return out
+
+
+def packaged_config(name: str = "thumos_i3d") -> Path:
+    """Path of a YAML shipped inside the package (``tadformer/configs/<name>.yaml``)."""
+    path = Path(__file__).resolve().parent / "configs" / f"{name}.yaml"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"no packaged config {name!r}; available: {', '.join(shipped)}")
+    return path
+
+
+# ----------------------------------------------------------------------------------------- dumping
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Plain nested dict (lists, not tuples) in official key order; derived copies are not included."""
+    out = _plain(cfg)
+    assert isinstance(out, dict)
+    return out
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block-style mappings with inline lists, like the official YAMLs."""
+
+
+_Dumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
+
+
+def dumps_config(cfg: ExperimentConfig) -> str:
+    """YAML text of the fully resolved config; ``load`` of it gives back an equal config."""
+    return yaml.dump(config_to_dict(cfg), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     width=100)
+
+
+def dump_config(cfg: ExperimentConfig, path: str | Path) -> Path:
+    """Write the resolved config to ``path`` atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(dumps_config(cfg))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------------------------- validation
+
+
+def _seq_len_problem(model: ModelConfig, max_seq_len: int) -> str | None:
+    """The official divisibility rule, with the nearest valid values when it fails."""
+    bad = [(l, d) for l, d in enumerate(model.level_divisors) if max_seq_len % d]
+    if not bad:
+        return None
+    lcm = math.lcm(*model.level_divisors)
+    below, above = (max_seq_len // lcm) * lcm, (max_seq_len // lcm + 1) * lcm
+    near = ", ".join(str(v) for v in (below, above) if v > 0)
+    levels = "; ".join(f"level {l}: stride {model.fpn_strides[l]} x window {model.win_sizes[l]} -> {d}"
+                       for l, d in bad)
+    return (f"dataset.max_seq_len = {max_seq_len} must be divisible by every level's "
+            f"stride*(window//2)*2 ({levels}); valid values are multiples of {lcm}, nearest: {near}")
+
+
+def _range_problems(cfg: ExperimentConfig) -> list[str]:
+    d, m, t, s, o = cfg.dataset, cfg.model, cfg.train_cfg, cfg.test_cfg, cfg.opt
+    checks: list[tuple[str, Any, bool, str]] = [
+        ("dataset.feat_stride", d.feat_stride, d.feat_stride > 0, "> 0"),
+        ("dataset.num_frames", d.num_frames, d.num_frames > 0, "> 0"),
+        ("dataset.default_fps", d.default_fps, d.default_fps is None or d.default_fps > 0, "> 0 or null"),
+        ("dataset.num_classes", d.num_classes, d.num_classes >= 1, ">= 1"),
+        ("dataset.downsample_rate", d.downsample_rate, d.downsample_rate >= 1, ">= 1"),
+        ("dataset.max_seq_len", d.max_seq_len, d.max_seq_len > 0, "> 0"),
+        ("dataset.trunc_thresh", d.trunc_thresh, 0.0 <= d.trunc_thresh <= 1.0, "in [0, 1]"),
+        ("dataset.crop_ratio", d.crop_ratio,
+         d.crop_ratio is None or 0.0 < d.crop_ratio[0] <= d.crop_ratio[1] <= 1.0, "0 < lo <= hi <= 1"),
+        ("loader.batch_size", cfg.loader.batch_size, cfg.loader.batch_size >= 1, ">= 1"),
+        ("loader.num_workers", cfg.loader.num_workers, cfg.loader.num_workers >= 0, ">= 0"),
+        ("loader.accum_steps", cfg.loader.accum_steps, cfg.loader.accum_steps >= 1, ">= 1"),
+        ("model.backbone_arch", m.backbone_arch, min(m.backbone_arch) >= 0, "non-negative"),
+        ("model.scale_factor", m.scale_factor, m.scale_factor >= 1, ">= 1"),
+        ("model.n_head", m.n_head, m.n_head >= 1, ">= 1"),
+        ("model.embd_kernel_size", m.embd_kernel_size, m.embd_kernel_size % 2 == 1, "odd and >= 1"),
+        ("model.head_kernel_size", m.head_kernel_size, m.head_kernel_size % 2 == 1, "odd and >= 1"),
+        ("model.fpn_dim", m.fpn_dim, m.fpn_dim >= 1, ">= 1"),
+        ("model.head_dim", m.head_dim, m.head_dim >= 1, ">= 1"),
+        ("model.head_num_layers", m.head_num_layers, m.head_num_layers >= 1, ">= 1"),
+        ("model.fpn_start_level", m.fpn_start_level, 0 <= m.fpn_start_level <= m.backbone_arch[2],
+         f"in [0, backbone_arch[2] = {m.backbone_arch[2]}]"),
+        ("model.max_buffer_len_factor", m.max_buffer_len_factor, m.max_buffer_len_factor > 0, "> 0"),
+        ("train_cfg.center_sample_radius", t.center_sample_radius, t.center_sample_radius > 0, "> 0"),
+        ("train_cfg.cls_prior_prob", t.cls_prior_prob, 0.0 < t.cls_prior_prob < 1.0, "in (0, 1)"),
+        ("train_cfg.init_loss_norm", t.init_loss_norm, t.init_loss_norm > 0, "> 0"),
+        ("train_cfg.head_empty_cls", t.head_empty_cls,
+         all(0 <= c < d.num_classes for c in t.head_empty_cls), f"class ids in [0, {d.num_classes})"),
+        ("train_cfg.dropout", t.dropout, 0.0 <= t.dropout < 1.0, "in [0, 1)"),
+        ("train_cfg.droppath", t.droppath, 0.0 <= t.droppath < 1.0, "in [0, 1)"),
+        ("train_cfg.label_smoothing", t.label_smoothing, 0.0 <= t.label_smoothing < 1.0, "in [0, 1)"),
+        ("test_cfg.pre_nms_thresh", s.pre_nms_thresh, 0.0 <= s.pre_nms_thresh <= 1.0, "in [0, 1]"),
+        ("test_cfg.pre_nms_topk", s.pre_nms_topk, s.pre_nms_topk >= 1, ">= 1"),
+        ("test_cfg.iou_threshold", s.iou_threshold, 0.0 <= s.iou_threshold <= 1.0, "in [0, 1]"),
+        ("test_cfg.min_score", s.min_score, 0.0 <= s.min_score <= 1.0, "in [0, 1]"),
+        ("test_cfg.max_seg_num", s.max_seg_num, s.max_seg_num >= 1, ">= 1"),
+        ("test_cfg.nms_sigma", s.nms_sigma, s.nms_sigma > 0, "> 0"),
+        ("test_cfg.duration_thresh", s.duration_thresh, s.duration_thresh >= 0, ">= 0"),
+        ("test_cfg.voting_thresh", s.voting_thresh, 0.0 <= s.voting_thresh <= 1.0, "in [0, 1]"),
+        ("opt.momentum", o.momentum, 0.0 <= o.momentum < 1.0, "in [0, 1)"),
+        ("opt.weight_decay", o.weight_decay, o.weight_decay >= 0, ">= 0"),
+        ("opt.learning_rate", o.learning_rate, o.learning_rate > 0, "> 0"),
+        ("opt.epochs", o.epochs, o.epochs >= 1, ">= 1"),
+        ("opt.warmup_epochs", o.warmup_epochs, o.warmup_epochs >= 0, ">= 0"),
+        ("opt.schedule_steps", o.schedule_steps, all(v >= 0 for v in o.schedule_steps), "non-negative"),
+        ("opt.schedule_gamma", o.schedule_gamma, o.schedule_gamma > 0, "> 0"),
+        ("opt.early_stop_epochs", o.early_stop_epochs,
+         o.early_stop_epochs is None or o.early_stop_epochs >= 1, ">= 1 or null"),
+    ]
+    return [f"{key} = {value!r} must be {rule}" for key, value, ok, rule in checks if not ok]
+
+
+def _structure_problems(cfg: ExperimentConfig) -> list[str]:
+    d, m = cfg.dataset, cfg.model
+    out = [f"{k} must not be empty" for k in ("devices", "train_split", "val_split") if not getattr(cfg, k)]
+    dims = {"dataset.input_dim": d.input_dim, "model.embd_dim": m.embd_dim}
+    for key, dim in dims.items():
+        if (isinstance(dim, int) and dim < 1) or (isinstance(dim, tuple) and (not dim or min(dim) < 1)):
+            out.append(f"{key} = {dim!r} must be >= 1 (or a non-empty list of such)")
+    if isinstance(m.embd_dim, tuple) and (not isinstance(d.input_dim, tuple)
+                                          or len(d.input_dim) != len(m.embd_dim)):
+        out.append(f"model.embd_dim = {m.embd_dim!r} is a list, so dataset.input_dim must be a list of "
+                   f"the same length, got {d.input_dim!r}")
+    embd_total = sum(m.embd_dim) if isinstance(m.embd_dim, tuple) else m.embd_dim
+    if m.backbone_type == "convTransformer" and m.n_head >= 1 and embd_total % m.n_head:
+        out.append(f"model.n_head = {m.n_head} must divide model.embd_dim = {m.embd_dim!r}")
+    if len(m.win_sizes) != m.backbone_arch[2] + 1:
+        out.append(f"model.n_mha_win_size has {len(m.win_sizes)} entries, expected one per backbone "
+                   f"level: 1 + backbone_arch[2] = {m.backbone_arch[2] + 1}")
+    if len(m.regression_range) != m.num_levels:
+        out.append(f"model.regression_range has {len(m.regression_range)} entries, expected one per "
+                   f"pyramid level: {m.num_levels}")
+    out += [f"model.regression_range[{l}] = {r!r} must satisfy 0 <= lo < hi"
+            for l, r in enumerate(m.regression_range) if not 0 <= r[0] < r[1]]
+    if not out and d.max_seq_len > 0 and m.scale_factor >= 1:
+        problem = _seq_len_problem(m, d.max_seq_len)
+        out += [problem] if problem else []
+    return out
+
+
+def validate(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Check every constraint the official code asserts (and a few it should); return ``cfg``.
+
+    Raises:
+        ConfigError: listing every problem, each naming its key and the allowed values.
+    """
+    problems = _range_problems(cfg) + _structure_problems(cfg)
+    if problems:
+        raise ConfigError("invalid config: " + "; ".join(problems))
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------- run time
+
+
+def scale_for_devices(cfg: ExperimentConfig, n_devices: int) -> ExperimentConfig:
+    """Official train.py rule: learning_rate and num_workers are multiplied by the number of devices."""
+    if n_devices < 1:
+        raise ConfigError(f"n_devices must be >= 1, got {n_devices}")
+    if n_devices == 1:
+        return cfg
+    lr = cfg.opt.learning_rate * n_devices
+    workers = cfg.loader.num_workers * n_devices
+    log.info("scaling for %d devices: opt.learning_rate %g -> %g, loader.num_workers %d -> %d",
+             n_devices, cfg.opt.learning_rate, lr, cfg.loader.num_workers, workers)
+    return dataclasses.replace(cfg, opt=dataclasses.replace(cfg.opt, learning_rate=lr),
+                               loader=dataclasses.replace(cfg.loader, num_workers=workers))
+
+
+def with_empty_classes(cfg: ExperimentConfig, class_ids: Sequence[int]) -> ExperimentConfig:
+    """Set ``train_cfg.head_empty_cls`` to the dataset's classes without training data."""
+    ids = tuple(int(c) for c in class_ids)
+    if ids != cfg.train_cfg.head_empty_cls:
+        log.info("train_cfg.head_empty_cls %s -> %s", list(cfg.train_cfg.head_empty_cls), list(ids))
+    return dataclasses.replace(cfg, train_cfg=dataclasses.replace(cfg.train_cfg, head_empty_cls=ids))

@@ -1,0 +1,169 @@
+"""Evaluation: network -> raw outputs -> detections -> metrics (port of ``valid_one_epoch`` + ``eval.py``).
+
+The network part (:func:`predict_raw`) and the post-processing part (:func:`detect_from_raw`) are
+separate, so raw outputs can be saved once (``raw_outputs.pt``) and re-scored with other test
+settings without the network (``tadformer eval --raw``).
+
+Raw outputs keep, per video, the head outputs of the *valid* steps of every level (a padded step
+never yields a candidate, since its probability is masked to 0), so they are small and exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from tadformer.config import ExperimentConfig, TestConfig
+from tadformer.data.annotations import read_annotations
+from tadformer.data.collate import collate_eval
+from tadformer.data.dataset import FeatureDataset
+from tadformer.data.types import VideoMeta, VideoSample
+from tadformer.metrics import EvalResult, evaluate_detections
+from tadformer.model import ActionFormer
+from tadformer.model.outputs import HeadOutputs
+from tadformer.model.points import make_points
+from tadformer.postprocess import Detections, postprocess_batch
+from tadformer.results_io import atomic_write_text, results_to_dict
+
+RAW_FORMAT = "tadformer-raw-outputs"
+
+
+@dataclass
+class RawVideoOutput:
+    """Head outputs of one video at its valid steps.
+
+    Attributes:
+        meta: the video's :class:`VideoMeta` (fps, duration, stride, frames, length).
+        cls_logits: per level ``[T_l, NC]`` float32, ``T_l = ceil(T / stride_l)``.
+        offsets: per level ``[T_l, 2]`` float32 (level-stride units).
+    """
+
+    meta: VideoMeta
+    cls_logits: list[torch.Tensor]
+    offsets: list[torch.Tensor]
+
+
+@dataclass
+class RawOutputs:
+    """Raw outputs of a whole split, plus what is needed to decode them."""
+
+    videos: list[RawVideoOutput]
+    strides: tuple[int, ...]
+    regression_range: tuple[tuple[float, float], ...]
+    class_names: tuple[str, ...]
+
+    def save(self, path: str | Path) -> Path:
+        """Write to ``path`` atomically (a torch file loadable with ``weights_only=True``)."""
+        path = Path(path)
+        payload = {
+            "format": RAW_FORMAT, "strides": list(self.strides),
+            "regression_range": [list(r) for r in self.regression_range], "class_names": list(self.class_names),
+            "videos": [{"meta": dataclasses.asdict(v.meta), "cls_logits": v.cls_logits, "offsets": v.offsets}
+                       for v in self.videos],
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, tmp)
+        tmp.replace(path)
+        return path
+
+    @staticmethod
+    def load(path: str | Path) -> RawOutputs:
+        """Read a file written by :meth:`save`."""
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"raw outputs file {path} not found (write one with `tadformer eval --out`)") from None
+        except Exception as exc:
+            raise ValueError(f"{path} is not a readable raw-outputs file ({type(exc).__name__}: {exc})") from None
+        if not isinstance(payload, dict) or payload.get("format") != RAW_FORMAT:
+            raise ValueError(f"{path} is not a tadformer raw-outputs file (written by `tadformer eval`)")
+        videos = [RawVideoOutput(VideoMeta(**v["meta"]), list(v["cls_logits"]), list(v["offsets"]))
+                  for v in payload["videos"]]
+        return RawOutputs(videos, tuple(payload["strides"]),
+                          tuple((float(a), float(b)) for a, b in payload["regression_range"]),
+                          tuple(payload["class_names"]))
+
+
+def build_eval_dataset(cfg: ExperimentConfig, split: Sequence[str] | None = None) -> tuple[FeatureDataset, Any]:
+    """The evaluation dataset of ``split`` (default ``cfg.val_split``) and its annotation set."""
+    splits = list(split) if split else list(cfg.val_split)
+    if not cfg.dataset.json_file:
+        raise ValueError("dataset.json_file is not set: point it at the annotation json (ActivityNet format)")
+    ann = read_annotations(cfg.dataset.json_file, splits=splits, default_fps=cfg.dataset.default_fps)
+    dataset = FeatureDataset(ann.videos, cfg.dataset, is_training=False)
+    if len(dataset) == 0:
+        raise ValueError(f"no video of split {splits} in {cfg.dataset.json_file} has a feature file in "
+                         f"{cfg.dataset.feat_folder} (looked for "
+                         f"<feat_folder>/<file_prefix><video_id>{cfg.dataset.file_ext})")
+    return dataset, ann
+
+
+@torch.no_grad()
+def forward_video(model: ActionFormer, sample: VideoSample, max_seq_len: int, max_div_factor: int,
+                  device: torch.device) -> RawVideoOutput:
+    """Run the network on one video (padded like the official eval) and keep its valid steps."""
+    batch = collate_eval([sample], max_seq_len, max_div_factor).to(device, non_blocking=True)
+    out = model(batch.feats, batch.mask)
+    logits, offsets = [], []
+    for lvl_logits, lvl_offsets, lvl_mask in zip(out.cls_logits, out.offsets, out.masks):
+        n_valid = int(lvl_mask[0].sum())  # valid steps are a prefix: ceil(T / stride)
+        logits.append(lvl_logits[0, :n_valid].float().cpu())
+        offsets.append(lvl_offsets[0, :n_valid].float().cpu())
+    return RawVideoOutput(batch.metas[0], logits, offsets)
+
+
+def predict_raw(model: ActionFormer, dataset: FeatureDataset, cfg: ExperimentConfig, device: torch.device,
+                class_names: Sequence[str], progress: bool = True) -> RawOutputs:
+    """Raw outputs of every video of ``dataset`` (model put in eval mode)."""
+    model.eval()
+    videos = [
+        forward_video(model, dataset[i], cfg.dataset.max_seq_len, cfg.model.max_div_factor, device)
+        for i in tqdm(range(len(dataset)), desc="eval", unit="video", disable=not progress, dynamic_ncols=True)
+    ]
+    ranges = tuple((float(a), float(b)) for a, b in cfg.model.regression_range)
+    return RawOutputs(videos, tuple(cfg.model.fpn_strides), ranges,
+                      tuple(class_names))
+
+
+def detect_from_raw(raw: RawOutputs, test_cfg: TestConfig) -> list[Detections]:
+    """Decode + NMS + seconds for every video of ``raw`` with the given test settings."""
+    detections = []
+    for video in raw.videos:
+        lengths = [int(x.shape[0]) for x in video.cls_logits]
+        points = make_points(lengths, raw.strides, raw.regression_range)
+        outputs = HeadOutputs(
+            cls_logits=[x[None] for x in video.cls_logits], offsets=[x[None] for x in video.offsets],
+            masks=[torch.ones(1, n, dtype=torch.bool) for n in lengths], points=points,
+        )
+        detections.extend(postprocess_batch(outputs, [video.meta], test_cfg))
+    return detections
+
+
+def score_detections(detections: Sequence[Detections], annotation_json: str | Path, split: str,
+                     tiou_thresholds: Sequence[float] | None = None) -> EvalResult:
+    """Official ActivityNet-style mAP of ``detections`` against the ``split`` of ``annotation_json``."""
+    gt = json.loads(Path(annotation_json).read_text(encoding="utf-8"))
+    preds = results_to_dict(detections, None)
+    thr = np.linspace(0.3, 0.7, 5) if tiou_thresholds is None else np.asarray(tiou_thresholds, dtype=np.float64)
+    return evaluate_detections(gt, preds, split=split, tiou_thresholds=thr)
+
+
+def write_eval_outputs(out_dir: Path, result: EvalResult, detections: Sequence[Detections],
+                       class_names: Sequence[str], extra: dict[str, Any] | None = None) -> None:
+    """Write ``metrics.json`` and ``predictions.json`` (ActivityNet result format) atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = result.to_dict(list(class_names))
+    if extra:
+        metrics.update(extra)
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_write_text(out_dir / "predictions.json", json.dumps(results_to_dict(detections, list(class_names))))

@@ -1,0 +1,408 @@
+"""The training engine: ``fit(cfg, run_dir)`` (port of the official ``train.py``/``train_one_epoch``).
+
+Per iteration, in the official order: zero_grad -> forward -> label assignment -> losses ->
+backward -> clip (global L2) -> optimizer.step -> scheduler.step -> EMA update.
+
+Differences from the official loop, all about robustness (none changes the per-step math):
+- Randomness is explicit. The shuffle of epoch ``e`` and the crop of item ``i`` in epoch ``e`` come
+  from generators seeded by ``(seed, e)`` and ``(seed, e, i)``, so a resumed run (even one stopped
+  mid-epoch) sees exactly the batches an uninterrupted run sees.
+- The loss normaliser and RNG states are checkpointed, so ``--resume`` continues exactly.
+- Checkpoints are written atomically; ``last.pth.tar`` is refreshed every epoch and on SIGINT/SIGTERM.
+- A non-finite loss stops training with a diagnostic (or, opt-in, the step is skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from tadformer.assign import assign_batch
+from tadformer.config import ExperimentConfig, config_to_dict, dump_config
+from tadformer.data.annotations import read_annotations
+from tadformer.data.collate import collate_train
+from tadformer.data.dataset import FeatureDataset
+from tadformer.data.types import Batch, VideoSample
+from tadformer.engine.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    load_model_weights,
+    restore_rng_state,
+    save_checkpoint,
+)
+from tadformer.engine.ema import ModelEma
+from tadformer.engine.optim import build_optimizer, build_scheduler, total_epochs
+from tadformer.engine.runtime import resolve_device, seed_everything
+from tadformer.losses import LossNormalizer, check_finite, compute_losses
+from tadformer.model import ActionFormer, build_model
+
+LAST_CKPT = "last.pth.tar"
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN/Inf; the message names the step, the loss term and the videos."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT/SIGTERM arrived; a resumable checkpoint was saved (its path is ``.checkpoint``)."""
+
+    def __init__(self, message: str, checkpoint: Path) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class FitOptions:
+    """Knobs of :func:`fit` that are about the run, not the recipe (so not in the config)."""
+
+    device: str = "auto"
+    resume: bool = False
+    ckpt_freq: int = 5  # also save epoch_XXX.pth.tar every this many epochs (and at the end)
+    progress: bool = True
+    skip_nonfinite: bool = False  # skip a step whose loss is NaN/Inf instead of stopping
+    max_steps: int | None = None  # stop after this many optimiser steps (tests; saves last.pth.tar)
+    log_every: int = 1  # write a train_log.jsonl record every this many optimiser steps
+
+
+@dataclass
+class _Progress:
+    epoch: int = 0  # epoch in progress (0-based)
+    iter_in_epoch: int = 0  # batches of this epoch already consumed
+    global_step: int = 0  # optimiser steps done
+    skipped_steps: list[int] = field(default_factory=list)
+
+
+def _seed_of(*parts: int) -> int:
+    """A 63-bit seed derived from integers (stable across processes and platforms)."""
+    return int(np.random.SeedSequence([int(p) % (2**32) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+class _SeededItems(Dataset[VideoSample]):
+    """Serves ``(epoch, index)`` keys, cropping each item with its own seeded generator."""
+
+    def __init__(self, dataset: FeatureDataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> VideoSample:  # type: ignore[override]
+        epoch, index = key
+        self.dataset.generator = torch.Generator().manual_seed(_seed_of(self.seed, epoch, index))
+        return self.dataset[index]
+
+
+def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The shuffled, ``drop_last`` batches of one epoch (deterministic in ``(seed, epoch)``)."""
+    gen = torch.Generator().manual_seed(_seed_of(seed, epoch, 0x5EED))
+    order = torch.randperm(num_items, generator=gen).tolist()
+    return [order[i:i + batch_size] for i in range(0, num_items - batch_size + 1, batch_size)]
+
+
+def build_train_dataset(cfg: ExperimentConfig) -> tuple[FeatureDataset, tuple[str, ...]]:
+    """The training dataset of ``cfg.train_split`` and the class names of the annotation file."""
+    if not cfg.dataset.json_file:
+        raise ValueError("dataset.json_file is not set: point it at the annotation json (ActivityNet format)")
+    ann = read_annotations(cfg.dataset.json_file, splits=list(cfg.train_split), default_fps=cfg.dataset.default_fps)
+    dataset = FeatureDataset(ann.videos, cfg.dataset, is_training=True)
+    if len(dataset) < cfg.loader.batch_size:
+        raise ValueError(
+            f"training split {list(cfg.train_split)} of {cfg.dataset.json_file} has {len(dataset)} videos with "
+            f"features in {cfg.dataset.feat_folder} ({len(dataset.skipped_video_ids)} without a feature file), "
+            f"fewer than loader.batch_size={cfg.loader.batch_size}"
+        )
+    return dataset, ann.class_names
+
+
+def _batch_keys(batches: Sequence[Sequence[int]], epoch: int) -> list[list[tuple[int, int]]]:
+    return [[(epoch, i) for i in b] for b in batches]
+
+
+def _loader(items: _SeededItems, keys: list[list[tuple[int, int]]], cfg: ExperimentConfig) -> DataLoader:
+    return DataLoader(
+        items,  # type: ignore[arg-type]
+        batch_sampler=keys,  # type: ignore[arg-type]
+        collate_fn=partial(collate_train, max_seq_len=cfg.dataset.max_seq_len),
+        num_workers=int(cfg.loader.num_workers),
+        pin_memory=torch.cuda.is_available(),
+        # a private generator: creating the iterator must not consume the global RNG (exact resume)
+        generator=torch.Generator().manual_seed(items.seed),
+    )
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag checked between iterations."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        if _is_main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:  # second signal: give up at once
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss term of a batch is NaN/Inf (raised before any weight changed)."""
+
+
+@dataclass
+class TrainParts:
+    """Everything one optimiser step touches."""
+
+    model: ActionFormer
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    ema: ModelEma
+    normalizer: LossNormalizer
+
+
+def batch_losses(model: ActionFormer, batch: Batch, cfg: ExperimentConfig,
+                 normalizer: LossNormalizer) -> dict[str, torch.Tensor]:
+    """Forward one padded batch, assign targets, and compute the official losses."""
+    outputs = model(batch.feats, batch.mask)
+    tr = cfg.train_cfg
+    cls_t, reg_t = assign_batch(
+        outputs.points, batch.segments_grid, batch.labels, cfg.dataset.num_classes,
+        center_sample=tr.center_sample, center_sample_radius=tr.center_sample_radius,
+    )
+    return compute_losses(outputs, cls_t, reg_t, normalizer, cfg.dataset.num_classes,
+                          label_smoothing=tr.label_smoothing, loss_weight=tr.loss_weight)
+
+
+def train_step(parts: TrainParts, batches: Sequence[Batch], cfg: ExperimentConfig,
+               device: torch.device) -> dict[str, float]:
+    """One official iteration: zero_grad, forward+backward (over ``len(batches)`` accumulated
+    batches, each loss divided by their number), clip, optimizer step, scheduler step, EMA update.
+
+    Returns:
+        Losses (averaged over the batches), ``num_pos`` (summed), the ``lr`` used, the
+        ``grad_norm`` before clipping and the loss normaliser.
+
+    Raises:
+        NonFiniteLoss: a loss is NaN/Inf; the weights, optimiser and EMA are untouched.
+    """
+    parts.optimizer.zero_grad(set_to_none=True)
+    totals = {"cls_loss": 0.0, "reg_loss": 0.0, "final_loss": 0.0, "num_pos": 0.0}
+    for batch in batches:
+        batch = batch.to(device, non_blocking=True)
+        losses = batch_losses(parts.model, batch, cfg, parts.normalizer)
+        bad = check_finite(losses)
+        if bad is not None:
+            parts.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLoss(f"non-finite {bad} ({losses[bad].item()}) on videos "
+                                f"{[m.video_id for m in batch.metas]}")
+        (losses["final_loss"] / len(batches)).backward()
+        for k in totals:
+            totals[k] += float(losses[k].item()) / (1 if k == "num_pos" else len(batches))
+    params = [p for p in parts.model.parameters() if p.grad is not None]
+    clip = float(cfg.train_cfg.clip_grad_l2norm)
+    if clip > 0:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+    else:
+        grad_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params
+                                                                 if p.grad is not None])))
+    totals["lr"] = float(parts.optimizer.param_groups[0]["lr"])
+    parts.optimizer.step()
+    parts.scheduler.step()
+    parts.ema.update(parts.model)
+    totals["grad_norm"] = grad_norm
+    totals["loss_normalizer"] = parts.normalizer.value
+    return totals
+
+
+class Trainer:
+    """Holds the model, optimiser, scheduler, EMA and loss normaliser of one run."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, opts: FitOptions) -> None:
+        self.cfg, self.run_dir, self.opts = cfg, run_dir, opts
+        self.device = resolve_device(opts.device)
+        self.ckpt_dir = run_dir / "checkpoints"
+        seed_everything(cfg.init_rand_seed)
+        self.dataset, self.class_names = build_train_dataset(cfg)
+        # the model is built right after seeding, so its init equals the official one for this seed
+        self.model: ActionFormer = build_model(cfg).to(self.device)
+        self.optimizer = build_optimizer(self.model, cfg.opt)
+        self.accum = max(1, int(cfg.loader.accum_steps))
+        self.batches_per_epoch = len(self.dataset) // cfg.loader.batch_size
+        self.steps_per_epoch = self.batches_per_epoch // self.accum
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"loader.accum_steps={self.accum} exceeds the {self.batches_per_epoch} batches per epoch")
+        self.scheduler = build_scheduler(self.optimizer, cfg.opt, self.steps_per_epoch)
+        self.ema = ModelEma(self.model, decay=0.999)
+        self.normalizer = LossNormalizer(float(cfg.train_cfg.init_loss_norm))
+        self.parts = TrainParts(self.model, self.optimizer, self.scheduler, self.ema, self.normalizer)
+        self.max_epochs = total_epochs(cfg.opt)
+        self.state = _Progress()
+
+    # ---------------------------------------------------------------- checkpoints
+    def save(self, path: Path) -> Path:
+        """Write a resumable checkpoint (atomically)."""
+        return save_checkpoint(
+            path, model=self.model, ema=self.ema, optimizer=self.optimizer, scheduler=self.scheduler,
+            epoch=self.state.epoch, loss_normalizer_state=self.normalizer.state_dict(),
+            rng_state=capture_rng_state(), config_dict=config_to_dict(self.cfg), class_names=self.class_names,
+            extra={"iter_in_epoch": self.state.iter_in_epoch, "global_step": self.state.global_step,
+                   "max_epochs": self.max_epochs, "skipped_steps": list(self.state.skipped_steps)},
+        )
+
+    def restore(self, path: Path) -> None:
+        """Continue from a checkpoint written by :meth:`save`."""
+        ckpt = load_checkpoint(path, map_location=self.device)
+        load_model_weights(self.model, {"state_dict": ckpt["state_dict"]}, prefer_ema=False)
+        if ckpt.get("state_dict_ema") is None or ckpt.get("optimizer") is None or ckpt.get("scheduler") is None:
+            raise ValueError(f"{path} is not a resumable tadformer checkpoint (no EMA/optimizer/scheduler state)")
+        self.ema.load_state_dict(ckpt["state_dict_ema"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("loss_normalizer"):
+            self.normalizer.load_state_dict(ckpt["loss_normalizer"])
+        extra = ckpt.get("extra") or {}
+        self.state = _Progress(int(ckpt["epoch"]), int(extra.get("iter_in_epoch", 0)),
+                               int(extra.get("global_step", 0)), list(extra.get("skipped_steps", [])))
+        if ckpt.get("rng_state"):
+            restore_rng_state(ckpt["rng_state"])
+
+    # ---------------------------------------------------------------- one step
+    def step(self, batches: Sequence[Batch]) -> dict[str, float] | None:
+        """One optimiser step over the accumulated ``batches``; None if it was skipped."""
+        try:
+            return train_step(self.parts, batches, self.cfg, self.device)
+        except NonFiniteLoss as exc:
+            msg = f"{exc} at epoch {self.state.epoch}, step {self.state.global_step}"
+            if not self.opts.skip_nonfinite:
+                raise TrainingDiverged(msg + f"; the last good checkpoint is in {self.ckpt_dir}. Lower "
+                                       "opt.learning_rate, check the features for extreme values, or pass "
+                                       "--skip-nonfinite to skip such steps") from None
+            tqdm.write(f"[tadformer] skipping step: {msg}")
+            self.state.skipped_steps.append(self.state.global_step)
+            return None
+
+    # ---------------------------------------------------------------- epochs
+    def epoch_keys(self, epoch: int) -> list[list[tuple[int, int]]]:
+        batches = epoch_batches(len(self.dataset), self.cfg.loader.batch_size, self.cfg.init_rand_seed, epoch)
+        return _batch_keys(batches[: self.steps_per_epoch * self.accum], epoch)
+
+    def run(self, stop: _StopFlag) -> None:
+        items = _SeededItems(self.dataset, self.cfg.init_rand_seed)
+        log_path = self.run_dir / "train_log.jsonl"
+        total_steps = self.max_epochs * self.steps_per_epoch
+        bar = tqdm(total=total_steps, initial=self.state.global_step, disable=not self.opts.progress,
+                   desc="train", unit="step", dynamic_ncols=True)
+        with bar, log_path.open("a", encoding="utf-8") as log:
+            while self.state.epoch < self.max_epochs:
+                self.model.train()
+                keys = self.epoch_keys(self.state.epoch)[self.state.iter_in_epoch:]
+                pending: list[Batch] = []
+                for batch in _loader(items, keys, self.cfg):
+                    pending.append(batch)
+                    self.state.iter_in_epoch += 1
+                    if len(pending) < self.accum:
+                        continue
+                    t0 = time.perf_counter()
+                    stats = self.step(pending)
+                    pending = []
+                    self.state.global_step += 1
+                    bar.update(1)
+                    if stats is not None:
+                        bar.set_postfix(loss=f"{stats['final_loss']:.4f}", lr=f"{stats['lr']:.2e}")
+                        if self.state.global_step % self.opts.log_every == 0:
+                            record = {"epoch": self.state.epoch, "step": self.state.global_step,
+                                      "time_sec": round(time.perf_counter() - t0, 4), **stats}
+                            log.write(json.dumps(record) + "\n")
+                            log.flush()
+                    if stop.signum is not None or self._hit_max_steps():
+                        break
+                if stop.signum is not None or self._hit_max_steps():
+                    log.flush()
+                    os.fsync(log.fileno())
+                    path = self.save(self.ckpt_dir / LAST_CKPT)
+                    if stop.signum is not None:
+                        raise TrainingInterrupted(
+                            f"stopped by signal {stop.signum} at epoch {self.state.epoch}, step "
+                            f"{self.state.global_step}; resume with --resume", path)
+                    return
+                self.state.epoch += 1
+                self.state.iter_in_epoch = 0
+                self.save(self.ckpt_dir / LAST_CKPT)
+                if self.state.epoch % self.opts.ckpt_freq == 0 or self.state.epoch == self.max_epochs:
+                    self.save(self.ckpt_dir / f"epoch_{self.state.epoch:03d}.pth.tar")
+                tqdm.write(f"[tadformer] epoch {self.state.epoch}/{self.max_epochs} done, "
+                           f"lr={self.optimizer.param_groups[0]['lr']:.3e}")
+
+    def _hit_max_steps(self) -> bool:
+        return self.opts.max_steps is not None and self.state.global_step >= self.opts.max_steps
+
+
+def _trim_log(log_path: Path, global_step: int) -> None:
+    """Drop log records past the resume point (they will be produced again), atomically."""
+    if not log_path.exists():
+        return
+    kept = [ln for ln in log_path.read_text(encoding="utf-8").splitlines()
+            if ln.strip() and json.loads(ln).get("step", 0) <= global_step]
+    tmp = log_path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+    os.replace(tmp, log_path)
+
+
+def fit(cfg: ExperimentConfig, run_dir: str | Path, opts: FitOptions | None = None) -> Path:
+    """Train ``cfg`` into ``run_dir``; return the path of the final checkpoint.
+
+    ``run_dir`` receives ``config.yaml`` (the resolved config), ``train_log.jsonl`` (one JSON
+    record per optimiser step: epoch, step, losses, lr, grad_norm, ...) and ``checkpoints/``
+    (``last.pth.tar`` every epoch, ``epoch_XXX.pth.tar`` every ``ckpt_freq`` epochs and at the end).
+
+    Raises:
+        TrainingDiverged: a loss became non-finite (unless ``skip_nonfinite``).
+        TrainingInterrupted: SIGINT/SIGTERM; ``last.pth.tar`` holds the resumable state.
+    """
+    opts = opts or FitOptions()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, run_dir, opts)
+    last = trainer.ckpt_dir / LAST_CKPT
+    if opts.resume:
+        if not last.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
+        trainer.restore(last)
+        _trim_log(run_dir / "train_log.jsonl", trainer.state.global_step)
+    else:
+        (run_dir / "train_log.jsonl").unlink(missing_ok=True)
+    dump_config(cfg, run_dir / "config.yaml")
+    (run_dir / "class_names.json").write_text(json.dumps(list(trainer.class_names)), encoding="utf-8")
+    with _StopFlag() as stop:
+        trainer.run(stop)
+    if trainer.state.epoch >= trainer.max_epochs:
+        return trainer.ckpt_dir / f"epoch_{trainer.max_epochs:03d}.pth.tar"
+    return last

@@ -1,0 +1,43 @@
+"""How the CLI turns errors into messages: a clear line and an exit code, not a traceback.
+
+Library code raises specific ``ValueError``/``OSError`` subclasses whose messages name the file, key
+or video and say what was expected. Set ``TADFORMER_DEBUG=1`` to see the full traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def run_cli_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand; print expected errors as one ``tadformer: error:`` line."""
+    from tadformer.engine.train import TrainingDiverged, TrainingInterrupted
+
+    try:
+        return int(func(args) or 0)
+    except TrainingInterrupted as exc:
+        print(f"tadformer: {exc} (checkpoint: {exc.checkpoint})", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("tadformer: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TrainingDiverged as exc:
+        _report(exc)
+        return 1
+    except (ValueError, OSError, KeyError, NotImplementedError) as exc:
+        _report(exc)
+        return EXIT_USAGE if not isinstance(exc, OSError) else 1
+
+
+def _report(exc: BaseException) -> None:
+    if os.environ.get("TADFORMER_DEBUG"):
+        traceback.print_exc()
+    msg = str(exc) if not isinstance(exc, KeyError) else f"missing key {exc}"
+    print(f"tadformer: error: {msg}", file=sys.stderr)

@@ -1,0 +1,182 @@
+"""Multi-head convolutional self-attention (port of the official ``MaskedMHCA`` / ``LocalMaskedMHCA``).
+
+Queries, keys and values are made by a depthwise masked conv (kernel 3, or ``stride + 1`` when
+downsampling), a channel LayerNorm and a 1x1 conv. :class:`LocalMaskedMHCA` attends within a band
+``|i - j| <= window_size // 2``; it is computed slot by slot over the ``window_size`` band offsets,
+so memory is O(T * window) and no ``[T, T]`` matrix is built. Its masking reproduces the official
+sliding-chunk code exactly (up to float summation order):
+
+- band slots outside the sequence get ``-inf``;
+- keys whose mask is False get an additive ``-1e4`` (not ``-inf``);
+- after the softmax, rows of masked queries are set to 0; values are not masked.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tadformer.model.layers import ChannelLayerNorm, MaskedConv1d
+
+MASKED_KEY_SCORE = -1e4  # additive score of a padded key inside the band (official value)
+
+
+def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, window_overlap: int,
+                     dropout_p: float = 0.0, training: bool = False) -> Tensor:
+    """Local (banded) masked attention, official semantics, O(T * window) memory.
+
+    Channel-first layout, so the per-offset products run along contiguous time steps.
+
+    Args:
+        q: ``[N, d, T]`` queries, already multiplied by the softmax scale (N = B * heads).
+        k: ``[N, d, T]`` keys.
+        v: ``[N, d, T]`` values (not masked).
+        mask: ``[N, T]`` bool, True at valid steps; used for the keys and to zero masked query rows.
+        window_overlap: w; query i sees keys ``i - w .. i + w``.
+        dropout_p: dropout on the attention weights (active only when ``training``).
+        training: whether dropout is active.
+
+    Returns:
+        ``[N, d, T]`` attention output; masked queries (time steps) are 0.
+    """
+    t = q.shape[-1]
+    w = window_overlap
+    n_slots = 2 * w + 1
+    k_pad = F.pad(k, (w, w))  # [N, d, T + 2w]; slot j of query i is key i + j - w
+    v_pad = F.pad(v, (w, w))
+    scores = torch.stack([(q * k_pad[:, :, j : j + t]).sum(1) for j in range(n_slots)], dim=1)  # [N,W,T]
+
+    # additive -1e4 for padded keys (keys beyond the sequence are handled by -inf below)
+    key_valid = F.pad(mask, (w, w), value=True).unfold(1, n_slots, 1).transpose(1, 2)  # [N, W, T]
+    scores = scores + torch.where(key_valid, 0.0, MASKED_KEY_SCORE).to(scores.dtype)
+    key_pos = torch.arange(t, device=q.device)[None, :] + torch.arange(-w, w + 1, device=q.device)[:, None]
+    outside = (key_pos < 0) | (key_pos >= t)  # [W, T]
+    scores = scores.masked_fill(outside, float("-inf"))
+
+    probs = torch.softmax(scores, dim=1)
+    probs = probs.masked_fill(~mask[:, None, :], 0.0)  # [N, W, T]
+    probs = F.dropout(probs, dropout_p, training)
+
+    out = probs[:, 0:1] * v_pad[:, :, 0:t]
+    for j in range(1, n_slots):
+        out = out + probs[:, j : j + 1] * v_pad[:, :, j : j + t]
+    return out
+
+
+class _ConvQKV(nn.Module):
+    """Shared construction of the conv projections (registration order = official order)."""
+
+    def __init__(self, n_embd: int, n_head: int, n_qx_stride: int, n_kv_stride: int,
+                 attn_pdrop: float, proj_pdrop: float) -> None:
+        super().__init__()
+        if n_embd % n_head != 0:
+            raise ValueError(f"attention: n_embd {n_embd} is not divisible by n_head {n_head}")
+        for s in (n_qx_stride, n_kv_stride):
+            if s != 1 and s % 2 != 0:
+                raise ValueError(f"attention: strides must be 1 or even, got {s}")
+        if n_qx_stride != n_kv_stride:
+            # the official code builds the query conv with the kv stride (latent bug); only equal
+            # strides are ever used, so we refuse the ambiguous case instead of guessing
+            raise NotImplementedError("attention: n_qx_stride != n_kv_stride is not supported")
+        self.n_embd = n_embd
+        self.n_head = n_head
+        self.n_channels = n_embd // n_head
+        self.scale = 1.0 / math.sqrt(self.n_channels)
+        self.stride = n_kv_stride
+        ks = self.stride + 1 if self.stride > 1 else 3
+        self.query_conv = MaskedConv1d(n_embd, n_embd, ks, stride=self.stride, groups=n_embd, bias=False)
+        self.query_norm = ChannelLayerNorm(n_embd)
+        self.key_conv = MaskedConv1d(n_embd, n_embd, ks, stride=self.stride, groups=n_embd, bias=False)
+        self.key_norm = ChannelLayerNorm(n_embd)
+        self.value_conv = MaskedConv1d(n_embd, n_embd, ks, stride=self.stride, groups=n_embd, bias=False)
+        self.value_norm = ChannelLayerNorm(n_embd)
+        # key before query: this order is the official one (state-dict order and RNG draws)
+        self.key = nn.Conv1d(n_embd, n_embd, 1)
+        self.query = nn.Conv1d(n_embd, n_embd, 1)
+        self.value = nn.Conv1d(n_embd, n_embd, 1)
+        self.attn_drop = nn.Dropout(attn_pdrop)
+        self.proj = nn.Conv1d(n_embd, n_embd, 1)
+        self.proj_drop = nn.Dropout(proj_pdrop)
+
+    def _project(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Returns q, k, v as ``[B, heads, d, T']`` (q already scaled), qx_mask, kv_mask ``[B,1,T']``."""
+        b = x.shape[0]
+        q, qx_mask = self.query_conv(x, mask)
+        k, kv_mask = self.key_conv(x, mask)
+        v, _ = self.value_conv(x, mask)
+        q = self.query(self.query_norm(q))
+        k = self.key(self.key_norm(k))
+        v = self.value(self.value_norm(v))
+        # [B, C, T'] -> [B, heads, d, T'] with channel c = head * d + i (a view, no copy)
+        q, k, v = (y.view(b, self.n_head, self.n_channels, -1) for y in (q, k, v))
+        q = q * self.scale  # scaled BEFORE the dot product, like the official code
+        return q, k, v, qx_mask, kv_mask
+
+    def _output(self, out: Tensor, qx_mask: Tensor) -> Tensor:
+        """``[B, C, T']`` attention output -> masked projection ``[B, C, T']``."""
+        return self.proj_drop(self.proj(out)) * qx_mask.to(out.dtype)
+
+
+class LocalMaskedMHCA(_ConvQKV):
+    """Local multi-head conv self-attention with a band of ``window_size`` keys per query.
+
+    Args:
+        n_embd: channels D.
+        n_head: heads; the head size is ``D // n_head``.
+        window_size: odd band width (> 1); query i sees keys ``|i - j| <= window_size // 2``.
+        n_qx_stride / n_kv_stride: 1, or 2 to halve T (must be equal).
+        attn_pdrop / proj_pdrop: dropout on the attention weights / the output projection.
+        use_rel_pe: relative position encoding (not supported).
+
+    Example:
+        >>> attn = LocalMaskedMHCA(32, 4, 19)
+        >>> y, m = attn(torch.randn(1, 32, 36), torch.ones(1, 1, 36, dtype=torch.bool))
+    """
+
+    def __init__(self, n_embd: int, n_head: int, window_size: int, n_qx_stride: int = 1,
+                 n_kv_stride: int = 1, attn_pdrop: float = 0.0, proj_pdrop: float = 0.0,
+                 use_rel_pe: bool = False) -> None:
+        if window_size <= 1:
+            raise ValueError(f"LocalMaskedMHCA: window_size must be > 1, got {window_size}")
+        if use_rel_pe:
+            raise NotImplementedError("LocalMaskedMHCA: use_rel_pe=True is not supported")
+        super().__init__(n_embd, n_head, n_qx_stride, n_kv_stride, attn_pdrop, proj_pdrop)
+        self.window_size = window_size
+        self.window_overlap = window_size // 2
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Args: x ``[B, D, T]``; mask ``[B, 1, T]`` bool.
+
+        Returns:
+            ``([B, D, T / stride], [B, 1, T / stride] bool)``; masked steps of the output are 0.
+        """
+        q, k, v, qx_mask, kv_mask = self._project(x, mask)
+        b, h, d, t = q.shape
+        flat_mask = kv_mask.expand(b, h, t).reshape(b * h, t)  # [B*heads, T']
+        out = banded_attention(q.reshape(b * h, d, t), k.reshape(b * h, d, t), v.reshape(b * h, d, t),
+                               flat_mask, self.window_overlap, self.attn_drop.p, self.training)
+        return self._output(out.view(b, h * d, t), qx_mask), qx_mask
+
+
+class MaskedMHCA(_ConvQKV):
+    """Global multi-head conv self-attention (official ``MaskedMHCA``, used when window <= 1).
+
+    Padded keys get ``-inf`` and padded values are zeroed. Builds a ``[T, T]`` score matrix per
+    head, so it is only meant for short sequences.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, n_qx_stride: int = 1, n_kv_stride: int = 1,
+                 attn_pdrop: float = 0.0, proj_pdrop: float = 0.0) -> None:
+        super().__init__(n_embd, n_head, n_qx_stride, n_kv_stride, attn_pdrop, proj_pdrop)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Args: x ``[B, D, T]``; mask ``[B, 1, T]`` bool. Returns: output and mask as above."""
+        q, k, v, qx_mask, kv_mask = self._project(x, mask)
+        att = q.transpose(2, 3) @ k  # [B, heads, T', T']
+        att = att.masked_fill(~kv_mask[:, :, None, :], float("-inf"))
+        att = self.attn_drop(torch.softmax(att, dim=-1))
+        out = att @ (v * kv_mask[:, :, None, :].to(v.dtype)).transpose(2, 3)  # [B, heads, T', d]
+        return self._output(out.transpose(2, 3).reshape(x.shape[0], self.n_embd, -1), qx_mask), qx_mask

@@ -1,0 +1,207 @@
+"""Basic layers of ActionFormer (port of the official ``libs/modeling/blocks.py`` building blocks).
+
+Every layer works on ``[B, C, T]`` tensors with a ``[B, 1, T]`` bool mask (True = valid step),
+exactly like the official code, so that padded positions carry the same (non-zero) values as
+there: masked convs zero their *output* but read their input unmasked, and LayerNorm / ReLU run
+after the masking. Parameter names and construction order follow the official modules, so the
+state-dict keys match and the torch CPU generator is consumed identically at init.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+class MaskedConv1d(nn.Module):
+    """1-D convolution whose output is multiplied by the (subsampled) mask (official ``MaskedConv1D``).
+
+    The wrapped ``nn.Conv1d`` is stored as ``.conv`` (state-dict key ``<name>.conv.weight``). Any
+    bias is zeroed at construction, after PyTorch's default init has drawn it from the RNG.
+
+    Args:
+        in_channels: C_in.
+        out_channels: C_out.
+        kernel_size: odd kernel size K; the padding is always ``K // 2``.
+        stride: 1 or the downsampling factor; the output mask is ``mask[..., ::stride]``
+            (the nearest-neighbour interpolation of the official code).
+        groups: conv groups (``in_channels`` for a depthwise conv).
+        bias: whether the conv has a (zero-initialised) bias.
+
+    Example:
+        >>> conv = MaskedConv1d(8, 16, 3)
+        >>> y, m = conv(torch.randn(2, 8, 10), torch.ones(2, 1, 10, dtype=torch.bool))
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 groups: int = 1, bias: bool = True) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"MaskedConv1d: kernel_size must be odd, got {kernel_size}")
+        self.stride = stride
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride,
+                              padding=kernel_size // 2, groups=groups, bias=bias)
+        if self.conv.bias is not None:
+            nn.init.constant_(self.conv.bias, 0.0)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Args: x ``[B, C_in, T]``; mask ``[B, 1, T]`` bool.
+
+        Returns:
+            ``([B, C_out, T // stride], [B, 1, T // stride] bool)``.
+        """
+        if x.shape[-1] % self.stride != 0:
+            raise ValueError(
+                f"MaskedConv1d: sequence length {x.shape[-1]} is not divisible by stride {self.stride}"
+            )
+        out = self.conv(x)
+        out_mask = mask[..., :: self.stride] if self.stride > 1 else mask
+        # multiply (not masked_fill), like the official code: negative values become -0.0
+        out = out * out_mask.to(out.dtype).detach()
+        return out, out_mask.bool()
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channels of ``[B, C, T]`` with the official formula (not ``F.layer_norm``).
+
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias`` with the biased variance computed as
+    ``mean((x - mean)**2)``; weight/bias have shape ``[1, C, 1]`` (init 1 and 0). The float rounding
+    of this formula differs from ``F.layer_norm``, hence the hand-written version.
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-5, affine: bool = True) -> None:
+        super().__init__()
+        self.num_channels = num_channels
+        self.eps = eps
+        self.affine = affine
+        if affine:
+            self.weight = nn.Parameter(torch.ones(1, num_channels, 1))
+            self.bias = nn.Parameter(torch.zeros(1, num_channels, 1))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Args: x ``[B, C, T]``. Returns: ``[B, C, T]``."""
+        if x.dim() != 3 or x.shape[1] != self.num_channels:
+            raise ValueError(f"ChannelLayerNorm: expected [B, {self.num_channels}, T], got {list(x.shape)}")
+        mu = torch.mean(x, dim=1, keepdim=True)
+        res = x - mu
+        var = torch.mean(res**2, dim=1, keepdim=True)
+        out = res / torch.sqrt(var + self.eps)
+        if self.affine:
+            out = out * self.weight + self.bias
+        return out
+
+
+class Scale(nn.Module):
+    """Multiply by a learnable scalar (0-dim parameter ``scale``, init 1.0)."""
+
+    def __init__(self, init_value: float = 1.0) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(init_value, dtype=torch.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Args: x any shape. Returns: ``x * scale``."""
+        return x * self.scale
+
+
+def drop_path(x: Tensor, drop_prob: float = 0.0, training: bool = False,
+              keep_mask: Tensor | None = None) -> Tensor:
+    """Stochastic depth per sample: ``x / keep * floor(keep + U[0, 1))`` in training, else ``x``.
+
+    Args:
+        x: ``[B, ...]``.
+        drop_prob: probability of dropping a whole sample's residual branch.
+        training: no-op when False.
+        keep_mask: optional forced ``[B]`` keep mask (1 keep, 0 drop) used instead of a random draw.
+
+    Returns:
+        Tensor with the shape of ``x``.
+    """
+    if drop_prob == 0.0 or not training:
+        return x
+    keep_prob = 1.0 - drop_prob
+    shape = (x.shape[0],) + (1,) * (x.dim() - 1)
+    if keep_mask is None:
+        mask = (keep_prob + torch.rand(shape, dtype=x.dtype, device=x.device)).floor_()
+    else:
+        if keep_mask.numel() != x.shape[0]:
+            raise ValueError(f"drop_path: forced keep mask has {keep_mask.numel()} entries, "
+                             f"expected one per sample ({x.shape[0]})")
+        mask = keep_mask.to(dtype=x.dtype, device=x.device).reshape(shape)
+    return x.div(keep_prob) * mask
+
+
+class AffineDropPath(nn.Module):
+    """LayerScale followed by stochastic depth (official ``AffineDropPath``).
+
+    ``scale`` is a ``[1, C, 1]`` parameter initialised to ``init_scale`` (1e-4). The output is
+    ``drop_path(scale * x)``.
+
+    Attributes:
+        forced_keep_mask: when set (see :func:`forced_droppath_masks`), a ``[B]`` keep mask used
+            in training instead of a random draw.
+    """
+
+    def __init__(self, num_dim: int, drop_prob: float = 0.0, init_scale: float = 1e-4) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(init_scale * torch.ones((1, num_dim, 1)))
+        self.drop_prob = drop_prob
+        self.forced_keep_mask: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Args: x ``[B, C, T]``. Returns: ``[B, C, T]``."""
+        return drop_path(self.scale * x, self.drop_prob, self.training, self.forced_keep_mask)
+
+
+@contextmanager
+def forced_droppath_masks(model: nn.Module, masks: Tensor) -> Iterator[None]:
+    """Force the stochastic-depth keep masks of every ``AffineDropPath`` inside ``model``.
+
+    Row ``r`` of ``masks`` goes to the r-th ``AffineDropPath`` in module order, which is also the
+    call order of a forward: stem.0 attn, stem.0 mlp, stem.1 attn, ..., branch.4 mlp.
+
+    Args:
+        model: any module containing ``AffineDropPath`` layers.
+        masks: ``[n_calls, B]`` (1 keep, 0 drop), e.g. ``droppath_keep_mask`` of the golden files.
+
+    Raises:
+        ValueError: if the number of rows differs from the number of drop-path layers.
+    """
+    layers = [m for m in model.modules() if isinstance(m, AffineDropPath)]
+    if masks.dim() != 2 or masks.shape[0] != len(layers):
+        raise ValueError(f"forced_droppath_masks: expected masks of shape [{len(layers)}, B] "
+                         f"(one row per drop-path layer), got {list(masks.shape)}")
+    try:
+        for layer, row in zip(layers, masks):
+            layer.forced_keep_mask = row
+        yield
+    finally:
+        for layer in layers:
+            layer.forced_keep_mask = None
+
+
+def sinusoid_encoding(n_position: int, d_hid: int) -> Tensor:
+    """Sinusoidal position table (official ``get_sinusoid_encoding``), computed in float64.
+
+    Returns:
+        ``[1, d_hid, n_position]`` float32: channel ``2i`` is ``sin(p / 10000^(2i/d))`` and
+        channel ``2i+1`` is ``cos(p / 10000^(2i/d))``.
+    """
+    pos = np.arange(n_position, dtype=np.float64)[:, None]
+    expo = 2 * (np.arange(d_hid) // 2) / d_hid
+    table = pos / np.power(10000, expo)[None, :]
+    table[:, 0::2] = np.sin(table[:, 0::2])
+    table[:, 1::2] = np.cos(table[:, 1::2])
+    return torch.from_numpy(table).float().unsqueeze(0).transpose(1, 2)
+
+
+def prior_bias(prior_prob: float) -> float:
+    """Classifier bias ``-log((1 - p) / p)`` giving an initial sigmoid output of ``p``."""
+    return -math.log((1.0 - prior_prob) / prior_prob)
