@@ -112,32 +112,22 @@ def _drop_low(st: np.ndarray, inds: np.ndarray, low_rel: np.ndarray, start: int,
 
     The C++ scan visits positions in increasing order; a removed slot receives the current LAST
     segment, which is then examined (decayed) in that slot. Since every weight depends only on the
-    segment itself, the decays are already applied, and the net effect is: each removed slot ``p``
-    (ascending) takes the last surviving segment ``q > p`` below the current end, and the end
-    moves to ``q``; without such a ``q`` the end moves to ``p``.
+    segment itself, the decays are already applied, and the net effect is: the k-th removed slot
+    ``r_k`` (ascending) takes the k-th surviving segment from the end, ``s_k``, as long as
+    ``r_k < s_k``; the count then ends at the last ``s_k`` used, or at the first removed slot left
+    over, whichever is lower.
     """
-    low = low_rel + start
     removed = np.zeros(n - start, dtype=bool)
     removed[low_rel] = True
-    survivors_desc = (np.flatnonzero(~removed) + start)[::-1].tolist()
-    end, k = n, 0
-    dst: list[int] = []
-    src: list[int] = []
-    for p in low.tolist():
-        if p >= end:
-            break
-        if k < len(survivors_desc) and survivors_desc[k] > p:
-            q = survivors_desc[k]
-            dst.append(p)
-            src.append(q)
-            end, k = q, k + 1
-        else:
-            end = p
-            break
-    if dst:
-        st[:, dst] = st[:, src]
-        inds[dst] = inds[src]
-    return end
+    r = low_rel + start
+    s = np.flatnonzero(~removed)[::-1] + start
+    m = min(r.shape[0], s.shape[0])
+    k = int(np.count_nonzero(r[:m] < s[:m]))  # r ascends and s descends: a prefix holds
+    if k:
+        st[:, r[:k]] = st[:, s[:k]]
+        inds[r[:k]] = inds[s[:k]]
+    end = int(s[k - 1]) if k else n
+    return min(end, int(r[k])) if k < r.shape[0] else end
 
 
 class _SoftNmsState:
@@ -183,10 +173,16 @@ class _SoftNmsState:
         x1, x2, sc, area = st[0, i + 1:n], st[1, i + 1:n], st[2, i + 1:n], st[3, i + 1:n]
         inter = np.minimum(x2, st[1, i])
         inter -= np.maximum(x1, st[0, i])
-        np.maximum(inter, np.float32(0.0), out=inter)
-        den = area + st[3, i]
-        den -= inter
-        sc *= _decay(np.divide(inter, den, out=inter), self.method, self.sigma, self.thr)
+        if self.method == "gaussian":  # no intersection: weight exp(-0) == 1, skip those
+            hit = np.flatnonzero(inter > 0)
+            inter_h = inter[hit]
+            ovr = inter_h / ((st[3, i] + area[hit]) - inter_h)
+            sc[hit] *= expf(-(ovr * ovr) / self.sigma)
+        else:
+            np.maximum(inter, np.float32(0.0), out=inter)
+            den = area + st[3, i]
+            den -= inter
+            sc *= _decay(np.divide(inter, den, out=inter), self.method, self.sigma, self.thr)
         low = np.flatnonzero(sc < self.min_score)
         if low.size:
             self.n = _drop_low(st, self.inds, low, i + 1, n)
@@ -198,14 +194,21 @@ class _SoftNmsState:
 
 def _gaussian_weights(x1_a: np.ndarray, x2_a: np.ndarray, area_a: np.ndarray, x1_b: np.ndarray,
                       x2_b: np.ndarray, area_b: np.ndarray, sigma: np.float32) -> np.ndarray:
-    """``[A, B]`` Gaussian decay applied to segment ``b`` when ``a`` is picked (C++ float32 order)."""
+    """``[A, B]`` Gaussian decay applied to segment ``b`` when ``a`` is picked (C++ float32 order).
+
+    Pairs that do not intersect get exactly 1 (``exp(-0) == 1``), so the decay is only evaluated on
+    intersecting pairs.
+    """
     inter = np.minimum(x2_a[:, None], x2_b[None, :])
     inter -= np.maximum(x1_a[:, None], x1_b[None, :])
-    np.maximum(inter, np.float32(0.0), out=inter)
-    den = area_a[:, None] + area_b[None, :]
-    den -= inter
-    ovr = np.divide(inter, den, out=inter)
-    return expf(-(ovr * ovr) / sigma)
+    hit = np.nonzero(inter > 0)
+    weights = np.ones(inter.shape, dtype=np.float32)
+    if hit[0].size:
+        inter_h = inter[hit]
+        den = (area_a[hit[0]] + area_b[hit[1]]) - inter_h
+        ovr = inter_h / den
+        weights[hit] = expf(-(ovr * ovr) / sigma)
+    return weights
 
 
 class _FastGaussianState:
@@ -236,7 +239,7 @@ class _FastGaussianState:
         self.pick_scores: list[float] = []
         self.exact: _SoftNmsState | None = None
         self._next: int | None = None
-        self._grow(min(self.init.shape[0], 64))
+        self._grow(min(self.init.shape[0], 16))
 
     @property
     def i(self) -> int:
@@ -261,25 +264,36 @@ class _FastGaussianState:
             self.w = _gaussian_weights(self.x1[ws], self.x2[ws], self.area[ws], self.x1[ws], self.x2[ws],
                                        self.area[ws], self.sigma)
 
-    def peek(self) -> float | None:
+    def bound(self) -> tuple[float | None, bool]:
+        """``(score, exact)`` of the next pick: the score itself, or (``exact`` False) an upper bound
+        that :meth:`refine` tightens. ``(None, True)`` when nothing is left."""
         if self.exact is not None:
-            return self.exact.peek()
-        while True:
-            p = int(np.argmax(self.sc))
-            best = self.sc[p]
-            outside = self.init[self.m] if self.m < self.init.shape[0] else -np.inf
-            if best > outside or (self.picks and outside < self.min_score):
-                break  # the max is certain, or nothing outside can still be picked
-            self._grow(min(self.init.shape[0], 4 * self.m))
+            return self.exact.peek(), True
+        p = int(np.argmax(self.sc))
+        best = self.sc[p]
+        outside = self.init[self.m] if self.m < self.init.shape[0] else -np.inf
+        if not (best > outside or (self.picks and outside < self.min_score)):
+            return float(outside), False  # an outside segment may still win: its score is <= outside
         if self.picks and best < self.min_score:
-            return None  # everything left was dropped below min_score (or picked)
+            return None, True  # everything left was dropped below min_score (or picked)
         if np.count_nonzero(self.sc == best) > 1:  # exact tie: slots decide, switch to the C++ loop
             self.exact = _SoftNmsState(*self.args[:4], "gaussian", self.args[4])
             for _ in self.picks:
                 self.exact.pick()
-            return self.exact.peek()
+            return self.exact.peek(), True
         self._next = p
-        return float(best)
+        return float(best), True
+
+    def refine(self) -> None:
+        """Grow the working set (2x) so that :meth:`bound` can become exact."""
+        self._grow(min(self.init.shape[0], 2 * self.m))
+
+    def peek(self) -> float | None:
+        value, exact = self.bound()
+        while not exact:
+            self.refine()
+            value, exact = self.bound()
+        return value
 
     def pick(self) -> None:
         if self.exact is None and self._next is None and self.peek() is None:
@@ -467,21 +481,26 @@ def _multiclass_soft(
     members = {c: torch.nonzero(labels_c == c).squeeze(1).numpy() for c in classes}
     states = {c: _make_state(segs_np[members[c]], scores_np[members[c]], sigma, min_score, "gaussian",
                              iou_threshold) for c in classes}
-    heap = [(-float(scores_np[members[c]].max()), c) for c in classes]
+    heap = [(-float(scores_np[members[c]].max()), c, False) for c in classes]
     heapq.heapify(heap)
     made, cut = 0, -np.inf
     while heap:
-        neg_score, c = heapq.heappop(heap)
+        neg_score, c, exact = heapq.heappop(heap)
         if made >= max_seg_num and -neg_score < cut:
             break
         state = states[c]
-        state.pick()
-        made += 1
-        if made == max_seg_num:
-            cut = -neg_score
-        nxt = state.peek() if state.i < max_seg_num else None
+        if exact:
+            state.pick()
+            made += 1
+            if made == max_seg_num:
+                cut = -neg_score
+            if state.i >= max_seg_num:
+                continue
+        elif isinstance(state, _FastGaussianState) and state.bound()[0] is not None and not state.bound()[1]:
+            state.refine()
+        nxt, nxt_exact = state.bound() if isinstance(state, _FastGaussianState) else (state.peek(), True)
         if nxt is not None:
-            heapq.heappush(heap, (-nxt, c))
+            heapq.heappush(heap, (-nxt, c, nxt_exact))
     parts = [states[c].result() for c in classes]
     src = np.concatenate([members[c][inds] for c, (inds, _) in zip(classes, parts)])
     dets_all = np.concatenate([dets for _, dets in parts])

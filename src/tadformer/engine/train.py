@@ -125,7 +125,17 @@ def build_train_dataset(cfg: ExperimentConfig) -> tuple[FeatureDataset, tuple[st
             f"features in {cfg.dataset.feat_folder} ({len(dataset.skipped_video_ids)} without a feature file), "
             f"fewer than loader.batch_size={cfg.loader.batch_size}"
         )
-    return dataset, ann.class_names
+    return dataset, complete_class_names(ann.class_names, cfg)
+
+
+def complete_class_names(names: Sequence[str], cfg: ExperimentConfig) -> tuple[str, ...]:
+    """One name per class id: the annotation's names, gaps filled (THUMOS14 names, else ``class_<id>``)."""
+    from tadformer.data.annotations import thumos14_class_names
+
+    n = cfg.dataset.num_classes
+    fallback = thumos14_class_names() if cfg.dataset_name.startswith("thumos") and n == 20 else None
+    full = list(names[:n]) + [""] * max(0, n - len(names))
+    return tuple(name or (fallback[i] if fallback else f"class_{i}") for i, name in enumerate(full))
 
 
 def _batch_keys(batches: Sequence[Sequence[int]], epoch: int) -> list[list[tuple[int, int]]]:

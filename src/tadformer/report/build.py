@@ -41,16 +41,6 @@ from tadformer.report.analysis import (
     per_video_ap,
     pick_videos,
 )
-from tadformer.report.sections import (
-    Image,
-    Section,
-    Table,
-    config_section,
-    map_rows,
-    read_train_log,
-    render_html,
-    render_markdown,
-)
 from tadformer.results_io import atomic_write_text, flatten_results, read_results_json
 
 EVAL_COMMAND = "tadformer eval --ckpt RUN_DIR (writes RUN_DIR/eval/metrics.json and predictions.json)"
@@ -58,8 +48,148 @@ TOP_FACTOR = 10
 _METRIC_KEYS = ("tiou_thresholds", "mAP", "average_mAP", "class_ids", "ap_per_class")
 
 
+_CONFIG_KEYS = (
+    "dataset_name", "train_split", "val_split", "init_rand_seed", "dataset.json_file", "dataset.num_classes",
+    "dataset.input_dim", "dataset.feat_stride", "dataset.num_frames", "dataset.max_seq_len",
+    "dataset.trunc_thresh", "dataset.crop_ratio", "model.backbone_arch", "model.embd_dim", "model.n_head",
+    "model.n_mha_win_size", "model.fpn_type", "model.regression_range", "opt.type", "opt.learning_rate",
+    "opt.weight_decay", "opt.epochs", "opt.warmup_epochs", "opt.schedule_type", "loader.batch_size",
+    "train_cfg.center_sample_radius", "train_cfg.init_loss_norm", "train_cfg.clip_grad_l2norm",
+    "train_cfg.droppath", "test_cfg.pre_nms_topk", "test_cfg.nms_method", "test_cfg.nms_sigma",
+    "test_cfg.max_seg_num", "test_cfg.min_score", "test_cfg.multiclass_nms",
+)
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
+h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:3px 8px}
+th{background:#f0f0f0}td{text-align:right}td:first-child{text-align:left}
+figure{margin:1em 0}img{max-width:100%;height:auto}figcaption{color:#555;font-size:.85em}
+p.note{color:#555}"""
+_SCRIPT = """window.addEventListener("load",function(){var im=document.images,ok=0;
+for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0){ok++;}}
+document.body.setAttribute("data-images-ok",ok+"/"+im.length);});"""
+
+
 class MissingRunFileError(FileNotFoundError):
     """A file the report cannot do without is missing from the run directory."""
+
+
+@dataclass
+class Table:
+    """A table block: header cells and rows of cell strings."""
+
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Image:
+    """A figure block: a PNG in the report folder and its caption."""
+
+    path: Path
+    caption: str
+
+
+@dataclass
+class Section:
+    """A report section: a heading and blocks (paragraph strings, tables, images)."""
+
+    title: str
+    blocks: list[str | Table | Image] = field(default_factory=list)
+
+
+def render_html(title: str, sections: Sequence[Section]) -> str:
+    """The self-contained HTML page (images as base64 data URIs)."""
+    esc = html.escape
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>",
+             f"<style>{_CSS}</style><script>{_SCRIPT}</script></head><body>", f"<h1>{esc(title)}</h1>"]
+    for sec in sections:
+        parts.append(f"<section><h2>{esc(sec.title)}</h2>")
+        for b in sec.blocks:
+            if isinstance(b, Table):
+                head = "".join(f"<th>{esc(h)}</th>" for h in b.header)
+                body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in b.rows)
+                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            elif isinstance(b, Image):
+                uri = "data:image/png;base64," + base64.b64encode(b.path.read_bytes()).decode("ascii")
+                parts.append(f"<figure><img src=\"{uri}\" alt=\"{esc(b.caption)}\">"
+                             f"<figcaption>{esc(b.caption)}</figcaption></figure>")
+            else:
+                parts.append(f"<p class=\"note\">{esc(b)}</p>")
+        parts.append("</section>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def render_markdown(title: str, sections: Sequence[Section], out_dir: Path) -> str:
+    """The Markdown twin; images are linked relative to ``out_dir``."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [f"# {title}", ""]
+    for sec in sections:
+        lines += [f"## {sec.title}", ""]
+        for b in sec.blocks:
+            if isinstance(b, Table):
+                lines.append("| " + " | ".join(map(cell, b.header)) + " |")
+                lines.append("|" + "---|" * len(b.header))
+                lines += ["| " + " | ".join(map(cell, r)) + " |" for r in b.rows]
+            elif isinstance(b, Image):
+                lines.append(f"![{b.caption}]({b.path.relative_to(out_dir).as_posix()})")
+            else:
+                lines.append(b)
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _lookup(cfg: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def config_section(cfg: Mapping[str, Any] | None, note: str | None) -> Section:
+    """Key recipe values of ``config.yaml`` (or the note saying why there are none)."""
+    sec = Section("Configuration")
+    if cfg is None:
+        sec.blocks.append(note or "no config.yaml")
+        return sec
+    rows = [[k, json.dumps(v) if not isinstance(v, str) else v] for k in _CONFIG_KEYS
+            if (v := _lookup(cfg, k)) is not None]
+    sec.blocks.append(Table(["key", "value"], rows))
+    return sec
+
+
+def read_train_log(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """Rows of ``train_log.jsonl`` (empty when absent) and the count of malformed lines skipped."""
+    if not path.is_file():
+        return [], 0
+    rows: list[dict[str, Any]] = []
+    skipped = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            skipped += 1  # e.g. a half-written last line of an interrupted run
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            skipped += 1
+    return rows, skipped
+
+
+def map_rows(evals: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the mAP (%) table: one row per weights set, one column per tIoU + Avg."""
+    thr = [float(t) for t in evals[0][1]["tiou_thresholds"]]
+    header = ["weights"] + [f"{t:.2f}" for t in thr] + ["Avg"]
+    rows = [[name] + [f"{100 * float(v):.2f}" for v in m["mAP"]] + [f"{100 * float(m['average_mAP']):.2f}"]
+            for name, m in evals]
+    return header, rows
 
 
 @dataclass
@@ -269,7 +399,7 @@ def _error_section(matching: Matching, out: Path) -> Section:
               [[k, str(counts[k]), f"{100 * counts[k] / total:.1f}"] for k in (TRUE_POSITIVE, *ERROR_TYPES)]),
         "Missed ground truth (not matched at tIoU 0.5 by any prediction), by length:",
         Table(["length", "range (s)", "GT", "missed", "missed (%)"],
-              [[b, f"({lo:g}, {hi:g}]", str(g), str(m), f"{100 * m / g:.1f}" if g else "-"]
+              [[b, f"({lo:g}, {hi:g}]" if np.isfinite(hi) else f"> {lo:g}", str(g), str(m), f"{100 * m / g:.1f}" if g else "-"]
                for b, (lo, hi), g, m in zip(missed.bins, missed.edges_sec, missed.num_gt.tolist(),
                                            missed.num_missed.tolist())]),
     ])
@@ -324,14 +454,7 @@ def build_report(run_dir: Path) -> tuple[Path, Path]:
     sections = build_sections(run, out)
     title = f"tadformer report: {run.run_dir.resolve().name}"
     html_path, md_path = out / "report.html", out / "report.md"
-    _write(html_path, render_html(title, sections, _data_uri))
+    _write(html_path, render_html(title, sections))
     _write(md_path, render_markdown(title, sections, out))
     return html_path, md_path
 
-
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-__all__: Sequence[str] = ["build_report", "load_run", "build_sections", "MissingRunFileError", "RunFiles",
-                          "EvalFiles", "html"]

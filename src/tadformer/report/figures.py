@@ -20,7 +20,6 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from tadformer.results_io import DetectionsLike
 
@@ -49,6 +48,7 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -66,8 +66,9 @@ def _name(label: int, class_names: ClassNames) -> str:
 
 
 def class_color(label: int) -> tuple[float, float, float, float]:
-    """Fixed RGBA colour of a class id (tab20, cycled)."""
-    rgba = matplotlib.colormaps["tab20"](int(label) % 20)
+    """Fixed RGBA colour of a class id: tab20's strong colours for ids 0-9, its light ones for 10-19."""
+    label = int(label) % 20
+    rgba = matplotlib.colormaps["tab20"](2 * (label % 10) + label // 10)
     return (float(rgba[0]), float(rgba[1]), float(rgba[2]), float(rgba[3]))
 
 
@@ -281,7 +282,7 @@ def plot_score_histogram(path: str | os.PathLike[str], tp_scores: np.ndarray, fp
     """Histograms (log counts) of the scores of true and false positives at ``tiou``."""
     tp, fp = np.asarray(tp_scores, float), np.asarray(fp_scores, float)
     top = max(1.0, float(np.concatenate([tp, fp, [0.0]]).max()))
-    edges = np.linspace(0.0, top, bins + 1)
+    edges = np.linspace(0.0, top, bins + 1).tolist()
     fig = _figure(7, 3.8)
     ax = fig.subplots()
     ax.hist(fp, bins=edges, color="tab:red", alpha=0.6, label=f"false positives ({len(fp)})")
@@ -297,7 +298,8 @@ def plot_score_histogram(path: str | os.PathLike[str], tp_scores: np.ndarray, fp
 
 
 def plot_error_analysis(path: str | os.PathLike[str], category_counts: Mapping[str, int],
-                        length_bins: Sequence[str], num_gt: Sequence[int], num_missed: Sequence[int]) -> Path:
+                        length_bins: Sequence[str], num_gt: Sequence[int] | np.ndarray,
+                        num_missed: Sequence[int] | np.ndarray) -> Path:
     """Left: share of each category among the analysed predictions; right: missed GT per length bin."""
     fig = _figure(11, 3.8)
     left, right = fig.subplots(1, 2)
@@ -364,7 +366,9 @@ def save_timeline_figure(path: str | os.PathLike[str], detections: DetectionsLik
     """
     vid = video_id or detections.video_id
     gt = _video_gt(annotation_json, vid) if annotation_json is not None else None
-    note = "" if annotation_json is None or gt is not None else f"no ground truth for it in {Path(annotation_json).name}"
+    note = ""
+    if annotation_json is not None and gt is None:
+        note = f"no ground truth for it in {Path(annotation_json).name}"
     return plot_timeline(
         path, video_id=vid, class_names=class_names,
         det_segments_sec=_to_numpy(detections.segments_sec), det_scores=_to_numpy(detections.scores),
