@@ -7,13 +7,16 @@ no compiled extension. They reproduce the official ``nms_1d_cpu`` C++ kernels an
 ``expf`` (the function the C++ ``std::exp(float)`` calls), so even the last bit of the decayed
 scores agrees.
 
-Soft-NMS is inherently sequential; the kernel here loops once per *picked* segment in Python and
-vectorises the decay of all remaining segments with NumPy, reproducing the C++ bookkeeping
-(swap of the maximum into slot ``i``, removal below ``min_score`` by moving the last segment into
-the freed slot) exactly, because slot positions break exact score ties. :func:`batched_nms` stops a
-class's kernel as soon as its picks can no longer reach the output (per-class cap, or a score
-below the current ``max_seg_num``-th best of the classes already done), which changes nothing in
-the result and keeps it faster than the official C++ op on THUMOS-sized candidate sets.
+Soft-NMS is inherently sequential. The C++ loop is reproduced literally (:class:`_SoftNmsState`:
+one Python step per pick, the decay of all remaining segments vectorised, the swap into slot ``i``
+and the removal below ``min_score`` by moving the last segment into the freed slot), because slot
+positions break exact score ties. The Gaussian method, the one ActionFormer uses, normally runs
+in :func:`_lockstep_gaussian` instead: slots matter only for exact ties at the maximum, so it
+tracks scores alone and advances every class by one pick per vectorised step, handing a class
+over to the literal loop when it meets such a tie. :func:`batched_nms` also stops a class once its
+picks can no longer reach the output (per-class cap, or a score below the ``max_seg_num``-th best
+pick so far). None of this changes the result; it keeps the NMS about as fast as the official
+compiled op (see ``bench/bench_nms.py``).
 
 Inputs may live on any device; the work happens on CPU (like the official code) and results are
 returned on the input's device.
@@ -21,7 +24,6 @@ returned on the input's device.
 
 from __future__ import annotations
 
-import heapq
 from decimal import Decimal, getcontext
 from typing import Literal
 
@@ -163,7 +165,8 @@ class _SoftNmsState:
         """Swap the maximum into slot ``i``, decay every remaining score, drop those below min_score."""
         if self.peek() is None:
             raise IndexError("soft-NMS: no segment left to pick")
-        st, i, p, n = self.st, self.i, self._next, self.n
+        st, i, n, p = self.st, self.i, self.n, self._next
+        assert p is not None
         if p != i:
             st[:, [i, p]] = st[:, [p, i]]
             self.inds[[i, p]] = self.inds[[p, i]]
@@ -192,141 +195,107 @@ class _SoftNmsState:
         return self.inds[:self.i].copy(), self.st[:3, :self.i].T.copy()
 
 
-def _gaussian_weights(x1_a: np.ndarray, x2_a: np.ndarray, area_a: np.ndarray, x1_b: np.ndarray,
-                      x2_b: np.ndarray, area_b: np.ndarray, sigma: np.float32) -> np.ndarray:
-    """``[A, B]`` Gaussian decay applied to segment ``b`` when ``a`` is picked (C++ float32 order).
+def _expf_core(x: np.ndarray) -> np.ndarray:
+    """:func:`expf` for float32 ``x`` known to lie in ``[-100, 0]`` (no range handling)."""
+    z = x.astype(np.float64)
+    z *= _INVLN2N
+    kd = z + _SHIFT
+    ki = kd.view(np.int64)
+    r = z - (kd - _SHIFT)
+    s = (_EXP2_TAB[ki & 31] + (ki << 47)).view(np.float64)
+    y = _C0 * r
+    y += _C1
+    y *= r * r
+    y += _C2 * r + 1.0
+    y *= s
+    return y.astype(np.float32)
 
-    Pairs that do not intersect get exactly 1 (``exp(-0) == 1``), so the decay is only evaluated on
-    intersecting pairs.
+
+def _lockstep_gaussian(
+    groups: list[tuple[np.ndarray, np.ndarray]], sigma: float, min_score: float, max_picks: int | None,
+    keep_top: int | None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Gaussian soft-NMS of several independent segment sets at once, one pick per set per step.
+
+    Gives the picks of :class:`_SoftNmsState` for every set. Slots only matter when two remaining
+    segments tie exactly for the maximum, so scores alone are tracked, in a padded ``[G, L]`` array;
+    a set that meets such a tie is replayed in an exact :class:`_SoftNmsState` and finished there.
+    Removal below ``min_score`` is implicit: such scores never rise, so picking stops once the best
+    is below ``min_score`` (the very first pick is taken regardless, like the C++ loop).
+
+    With ``keep_top``, a set stops once its last pick is below the ``keep_top``-th best pick made
+    so far: its later picks could not survive a final cut to ``keep_top``.
+
+    Returns:
+        Per set, ``(inds [K] int64, dets [K, 3] float32)`` in pick order.
     """
-    inter = np.minimum(x2_a[:, None], x2_b[None, :])
-    inter -= np.maximum(x1_a[:, None], x1_b[None, :])
-    hit = np.nonzero(inter > 0)
-    weights = np.ones(inter.shape, dtype=np.float32)
-    if hit[0].size:
+    n_groups = len(groups)
+    width = max(1, max(g[1].shape[0] for g in groups))
+    x1 = np.zeros((n_groups, width), dtype=np.float32)
+    x2 = np.zeros_like(x1)
+    sc = np.full_like(x1, -np.inf)
+    for g, (segs, scores) in enumerate(groups):
+        x1[g, :scores.shape[0]] = segs[:, 0]
+        x2[g, :scores.shape[0]] = segs[:, 1]
+        sc[g, :scores.shape[0]] = scores
+    area = (x2 - x1) + np.float32(1e-6)
+    sig32, min32 = np.float32(sigma), np.float32(min_score)
+    limit = width if max_picks is None else max_picks
+    picks: list[list[int]] = [[] for _ in groups]
+    pick_scores: list[list[float]] = [[] for _ in groups]
+    made: list[float] = []
+    exact: dict[int, _SoftNmsState] = {}
+    ids = np.arange(n_groups)  # group of each row still active
+    step = 0
+    while ids.size and step < limit:
+        rows = np.arange(ids.size)
+        p = np.argmax(sc, axis=1)
+        best = sc[rows, p]
+        stop = best == -np.inf
+        if step:
+            stop |= best < min32
+        if keep_top is not None and len(made) >= keep_top:
+            stop |= best < np.partition(np.asarray(made), len(made) - keep_top)[len(made) - keep_top]
+        tie = ~stop & (np.count_nonzero(sc == best[:, None], axis=1) > 1)
+        for r in np.flatnonzero(tie).tolist():  # rare: hand over to the exact loop
+            g = int(ids[r])
+            exact[g] = _SoftNmsState(groups[g][0], groups[g][1], sigma, min_score, "gaussian", 0.0)
+            for _ in range(step):
+                exact[g].pick()
+        go = ~(stop | tie)
+        if not go.all():
+            ids, p, best = ids[go], p[go], best[go]
+            x1, x2, area, sc = x1[go], x2[go], area[go], sc[go]
+            rows = np.arange(ids.size)
+        for g, col, score in zip(ids.tolist(), p.tolist(), best.tolist()):
+            picks[g].append(col)
+            pick_scores[g].append(score)
+        made.extend(best.tolist())
+        inter = np.minimum(x2, x2[rows, p][:, None])
+        inter -= np.maximum(x1, x1[rows, p][:, None])
+        hit = np.nonzero(inter > 0)  # no intersection: weight exp(-0) == 1
         inter_h = inter[hit]
-        den = (area_a[hit[0]] + area_b[hit[1]]) - inter_h
-        ovr = inter_h / den
-        weights[hit] = expf(-(ovr * ovr) / sigma)
-    return weights
+        ovr = inter_h / ((area[rows, p][hit[0]] + area[hit]) - inter_h)
+        sc[hit] *= _expf_core(-(ovr * ovr) / sig32)
+        sc[rows, p] = -np.inf
+        step += 1
+    out = []
+    for g, (segs, _) in enumerate(groups):
+        if g in exact:
+            state = exact[g]
+            while state.i < limit and state.peek() is not None:
+                state.pick()
+            out.append(state.result())
+            continue
+        cols = np.asarray(picks[g], dtype=np.int64)
+        dets = np.concatenate([segs[cols], np.asarray(pick_scores[g], dtype=np.float32)[:, None]], axis=1)
+        out.append((cols, dets.astype(np.float32)))
+    return out
 
 
-class _FastGaussianState:
-    """Gaussian soft-NMS giving the same picks as :class:`_SoftNmsState`, without slot bookkeeping.
-
-    Slots only matter when two remaining segments tie exactly for the maximum, so this state tracks
-    scores alone, on a working set of the highest-scoring segments (a pick is certain once it beats
-    the best initial score outside the set; the set grows when it does not). Decays come from a
-    precomputed weight matrix while the set is small. On an exact tie for the maximum it replays
-    its picks in an exact :class:`_SoftNmsState` and hands over to it.
-    """
-
-    MATRIX_MAX = 384  # working sets up to this size use a precomputed [M, M] weight matrix
-
-    def __init__(self, segs: np.ndarray, scores: np.ndarray, sigma: float, min_score: float,
-                 iou_threshold: float) -> None:
-        self.args = (segs, scores, sigma, min_score, iou_threshold)
-        self.order = np.argsort(-scores, kind="stable")  # working set = a prefix of this order
-        self.x1 = segs[self.order, 0].copy()
-        self.x2 = segs[self.order, 1].copy()
-        self.area = (self.x2 - self.x1) + np.float32(1e-6)
-        self.init = scores[self.order].copy()
-        self.sigma, self.min_score = np.float32(sigma), np.float32(min_score)
-        self.m = 0  # working-set size
-        self.sc = np.zeros(0, dtype=np.float32)
-        self.w: np.ndarray | None = None
-        self.picks: list[int] = []  # working-set positions, in pick order
-        self.pick_scores: list[float] = []
-        self.exact: _SoftNmsState | None = None
-        self._next: int | None = None
-        self._grow(min(self.init.shape[0], 16))
-
-    @property
-    def i(self) -> int:
-        return self.exact.i if self.exact is not None else len(self.picks)
-
-    def _grow(self, m_new: int) -> None:
-        n = self.init.shape[0]
-        while m_new < n and self.init[m_new] == self.init[m_new - 1]:
-            m_new += 1  # never split exactly tied initial scores
-        sl = slice(self.m, m_new)
-        sc_new = self.init[sl].copy()
-        if self.picks:  # bring the new segments up to date with every pick so far, in order
-            pk = np.asarray(self.picks)
-            w = _gaussian_weights(self.x1[pk], self.x2[pk], self.area[pk], self.x1[sl], self.x2[sl],
-                                  self.area[sl], self.sigma)
-            sc_new = np.multiply.reduce(np.concatenate([sc_new[None, :], w]), axis=0)
-        self.sc = np.concatenate([self.sc, sc_new])
-        self.m = m_new
-        self.w = None
-        if m_new <= self.MATRIX_MAX:
-            ws = slice(0, m_new)
-            self.w = _gaussian_weights(self.x1[ws], self.x2[ws], self.area[ws], self.x1[ws], self.x2[ws],
-                                       self.area[ws], self.sigma)
-
-    def bound(self) -> tuple[float | None, bool]:
-        """``(score, exact)`` of the next pick: the score itself, or (``exact`` False) an upper bound
-        that :meth:`refine` tightens. ``(None, True)`` when nothing is left."""
-        if self.exact is not None:
-            return self.exact.peek(), True
-        p = int(np.argmax(self.sc))
-        best = self.sc[p]
-        outside = self.init[self.m] if self.m < self.init.shape[0] else -np.inf
-        if not (best > outside or (self.picks and outside < self.min_score)):
-            return float(outside), False  # an outside segment may still win: its score is <= outside
-        if self.picks and best < self.min_score:
-            return None, True  # everything left was dropped below min_score (or picked)
-        if np.count_nonzero(self.sc == best) > 1:  # exact tie: slots decide, switch to the C++ loop
-            self.exact = _SoftNmsState(*self.args[:4], "gaussian", self.args[4])
-            for _ in self.picks:
-                self.exact.pick()
-            return self.exact.peek(), True
-        self._next = p
-        return float(best), True
-
-    def refine(self) -> None:
-        """Grow the working set (2x) so that :meth:`bound` can become exact."""
-        self._grow(min(self.init.shape[0], 2 * self.m))
-
-    def peek(self) -> float | None:
-        value, exact = self.bound()
-        while not exact:
-            self.refine()
-            value, exact = self.bound()
-        return value
-
-    def pick(self) -> None:
-        if self.exact is None and self._next is None and self.peek() is None:
-            raise IndexError("soft-NMS: no segment left to pick")
-        if self.exact is not None:
-            self.exact.pick()
-            return
-        p = self._next
-        assert p is not None
-        self._next = None
-        self.picks.append(p)
-        self.pick_scores.append(float(self.sc[p]))
-        if self.w is not None:
-            self.sc *= self.w[p]
-        else:
-            self.sc *= _gaussian_weights(self.x1[p:p + 1], self.x2[p:p + 1], self.area[p:p + 1], self.x1[:self.m],
-                                         self.x2[:self.m], self.area[:self.m], self.sigma)[0]
-        self.sc[p] = -np.inf
-
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.exact is not None:
-            return self.exact.result()
-        pk = np.asarray(self.picks, dtype=np.int64)
-        dets = np.stack([self.x1[pk], self.x2[pk], np.asarray(self.pick_scores, dtype=np.float32)], axis=1)
-        return self.order[pk].astype(np.int64), dets.astype(np.float32)
-
-
-def _make_state(segs: np.ndarray, scores: np.ndarray, sigma: float, min_score: float, method: SoftNmsMethod,
-                iou_threshold: float) -> _SoftNmsState | _FastGaussianState:
-    """The fast state where it is exact (Gaussian decay, positive min_score, sane sigma), else the C++ loop."""
-    if method == "gaussian" and min_score > 0 and sigma >= 0.05 and bool(np.all(segs[:, 1] >= segs[:, 0])):
-        return _FastGaussianState(segs, scores, sigma, min_score, iou_threshold)
-    return _SoftNmsState(segs, scores, sigma, min_score, method, iou_threshold)
+def _lockstep_ok(segs: np.ndarray, sigma: float, min_score: float, method: str) -> bool:
+    """Whether :func:`_lockstep_gaussian` is exact here (Gaussian, no negative lengths, sane sigma)."""
+    return method == "gaussian" and min_score > 0 and sigma >= 0.05 and bool(np.all(segs[:, 1] >= segs[:, 0]))
 
 
 def _soft_nms_core(
@@ -334,7 +303,9 @@ def _soft_nms_core(
     iou_threshold: float, max_picks: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the C++ soft-NMS loop (at most ``max_picks`` picks); ``(inds [K], dets [K, 3])`` in pick order."""
-    state = _make_state(segs, scores, sigma, min_score, method, iou_threshold)
+    if _lockstep_ok(segs, sigma, min_score, method):
+        return _lockstep_gaussian([(segs, scores)], sigma, min_score, max_picks, None)[0]
+    state = _SoftNmsState(segs, scores, sigma, min_score, method, iou_threshold)
     limit = scores.shape[0] if max_picks is None else max_picks
     while state.i < limit and state.peek() is not None:
         state.pick()
@@ -471,38 +442,19 @@ def _multiclass_soft(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per-class Gaussian soft-NMS, each capped at ``max_seg_num``, concatenated by class id.
 
-    The per-class kernels advance as a k-way merge on their next pick's score (each class's picks
-    never increase), so picks come out in globally non-increasing order. Once ``max_seg_num`` picks
-    are made, the first pick scoring strictly below the last of them ends everything: it and all
-    later picks of every class would be cut by the final sort anyway. Only the choice among picks
-    tied exactly at the cut score can differ, which the official unstable sort leaves open too.
+    Classes stop early once their picks fall below the ``max_seg_num``-th best pick: those picks
+    could not survive the final sort and cut. Only the choice among picks tied exactly at the cut
+    score can differ, which the official unstable sort leaves open too.
     """
     classes = torch.unique(labels_c).tolist()
-    members = {c: torch.nonzero(labels_c == c).squeeze(1).numpy() for c in classes}
-    states = {c: _make_state(segs_np[members[c]], scores_np[members[c]], sigma, min_score, "gaussian",
-                             iou_threshold) for c in classes}
-    heap = [(-float(scores_np[members[c]].max()), c, False) for c in classes]
-    heapq.heapify(heap)
-    made, cut = 0, -np.inf
-    while heap:
-        neg_score, c, exact = heapq.heappop(heap)
-        if made >= max_seg_num and -neg_score < cut:
-            break
-        state = states[c]
-        if exact:
-            state.pick()
-            made += 1
-            if made == max_seg_num:
-                cut = -neg_score
-            if state.i >= max_seg_num:
-                continue
-        elif isinstance(state, _FastGaussianState) and state.bound()[0] is not None and not state.bound()[1]:
-            state.refine()
-        nxt, nxt_exact = state.bound() if isinstance(state, _FastGaussianState) else (state.peek(), True)
-        if nxt is not None:
-            heapq.heappush(heap, (-nxt, c, nxt_exact))
-    parts = [states[c].result() for c in classes]
-    src = np.concatenate([members[c][inds] for c, (inds, _) in zip(classes, parts)])
+    members = [torch.nonzero(labels_c == c).squeeze(1).numpy() for c in classes]
+    groups = [(segs_np[idx], scores_np[idx]) for idx in members]
+    if all(_lockstep_ok(g[0], sigma, min_score, "gaussian") for g in groups):
+        parts = _lockstep_gaussian(groups, sigma, min_score, max_seg_num, max_seg_num)
+    else:
+        parts = [_soft_nms_core(g[0], g[1], sigma, min_score, "gaussian", iou_threshold, max_seg_num)
+                 for g in groups]
+    src = np.concatenate([idx[inds] for idx, (inds, _) in zip(members, parts)])
     dets_all = np.concatenate([dets for _, dets in parts])
     return (torch.from_numpy(dets_all[:, :2].copy()), torch.from_numpy(dets_all[:, 2].copy()),
             labels_c[torch.from_numpy(src)])
@@ -563,7 +515,8 @@ def batched_nms(
                                      iou_threshold, min_score, max_seg_num)
             parts.append(idx[keep])
         src = torch.cat(parts)
-        new_segs, new_scores, new_labels = torch.from_numpy(segs_np)[src], torch.from_numpy(scores_np)[src], labels_c[src]
+        new_segs, new_scores = torch.from_numpy(segs_np)[src], torch.from_numpy(scores_np)[src]
+        new_labels = labels_c[src]
     else:
         if use_soft_nms:
             inds, dets = _soft_nms_core(segs_np, scores_np, sigma, min_score, "gaussian", iou_threshold,

@@ -12,7 +12,8 @@ import matplotlib.image as mpimg
 import pytest
 from fake_run import make_fake_run
 
-from tadformer.report.build import Image, Section, build_report, render_html
+from tadformer.report.build import build_report
+from tadformer.report.render import Image, Section, render_html
 
 TIMEOUT_SEC = 30
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

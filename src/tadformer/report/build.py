@@ -15,8 +15,6 @@ its section into a note; a missing required one raises :class:`MissingRunFileErr
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -33,6 +31,7 @@ from tadformer.report.analysis import (
     ERROR_TYPES,
     TRUE_POSITIVE,
     Matching,
+    MissedByLength,
     class_pr_curve,
     false_positive_analysis,
     match_predictions,
@@ -41,13 +40,12 @@ from tadformer.report.analysis import (
     per_video_ap,
     pick_videos,
 )
+from tadformer.report.render import Image, Section, Table, render_html, render_markdown
 from tadformer.results_io import atomic_write_text, flatten_results, read_results_json
 
 EVAL_COMMAND = "tadformer eval --ckpt RUN_DIR (writes RUN_DIR/eval/metrics.json and predictions.json)"
 TOP_FACTOR = 10
 _METRIC_KEYS = ("tiou_thresholds", "mAP", "average_mAP", "class_ids", "ap_per_class")
-
-
 _CONFIG_KEYS = (
     "dataset_name", "train_split", "val_split", "init_rand_seed", "dataset.json_file", "dataset.num_classes",
     "dataset.input_dim", "dataset.feat_stride", "dataset.num_frames", "dataset.max_seq_len",
@@ -58,87 +56,8 @@ _CONFIG_KEYS = (
     "train_cfg.droppath", "test_cfg.pre_nms_topk", "test_cfg.nms_method", "test_cfg.nms_sigma",
     "test_cfg.max_seg_num", "test_cfg.min_score", "test_cfg.multiclass_nms",
 )
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
-h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:3px 8px}
-th{background:#f0f0f0}td{text-align:right}td:first-child{text-align:left}
-figure{margin:1em 0}img{max-width:100%;height:auto}figcaption{color:#555;font-size:.85em}
-p.note{color:#555}"""
-_SCRIPT = """window.addEventListener("load",function(){var im=document.images,ok=0;
-for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0){ok++;}}
-document.body.setAttribute("data-images-ok",ok+"/"+im.length);});"""
-
-
 class MissingRunFileError(FileNotFoundError):
     """A file the report cannot do without is missing from the run directory."""
-
-
-@dataclass
-class Table:
-    """A table block: header cells and rows of cell strings."""
-
-    header: list[str]
-    rows: list[list[str]]
-
-
-@dataclass
-class Image:
-    """A figure block: a PNG in the report folder and its caption."""
-
-    path: Path
-    caption: str
-
-
-@dataclass
-class Section:
-    """A report section: a heading and blocks (paragraph strings, tables, images)."""
-
-    title: str
-    blocks: list[str | Table | Image] = field(default_factory=list)
-
-
-def render_html(title: str, sections: Sequence[Section]) -> str:
-    """The self-contained HTML page (images as base64 data URIs)."""
-    esc = html.escape
-    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>",
-             f"<style>{_CSS}</style><script>{_SCRIPT}</script></head><body>", f"<h1>{esc(title)}</h1>"]
-    for sec in sections:
-        parts.append(f"<section><h2>{esc(sec.title)}</h2>")
-        for b in sec.blocks:
-            if isinstance(b, Table):
-                head = "".join(f"<th>{esc(h)}</th>" for h in b.header)
-                body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in b.rows)
-                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-            elif isinstance(b, Image):
-                uri = "data:image/png;base64," + base64.b64encode(b.path.read_bytes()).decode("ascii")
-                parts.append(f"<figure><img src=\"{uri}\" alt=\"{esc(b.caption)}\">"
-                             f"<figcaption>{esc(b.caption)}</figcaption></figure>")
-            else:
-                parts.append(f"<p class=\"note\">{esc(b)}</p>")
-        parts.append("</section>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
-
-
-def render_markdown(title: str, sections: Sequence[Section], out_dir: Path) -> str:
-    """The Markdown twin; images are linked relative to ``out_dir``."""
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|")
-
-    lines = [f"# {title}", ""]
-    for sec in sections:
-        lines += [f"## {sec.title}", ""]
-        for b in sec.blocks:
-            if isinstance(b, Table):
-                lines.append("| " + " | ".join(map(cell, b.header)) + " |")
-                lines.append("|" + "---|" * len(b.header))
-                lines += ["| " + " | ".join(map(cell, r)) + " |" for r in b.rows]
-            elif isinstance(b, Image):
-                lines.append(f"![{b.caption}]({b.path.relative_to(out_dir).as_posix()})")
-            else:
-                lines.append(b)
-            lines.append("")
-    return "\n".join(lines)
 
 
 def _lookup(cfg: Mapping[str, Any], dotted: str) -> Any:
@@ -222,13 +141,11 @@ def _read_json(path: Path) -> Any:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
-def _read_eval(run_dir: Path, sub: str, name: str, required: bool) -> EvalFiles | None:
+def _read_eval(run_dir: Path, sub: str, name: str) -> EvalFiles | None:
+    """``sub/metrics.json`` + ``sub/predictions.json``; None when either is missing."""
     metrics_path, pred_path = run_dir / sub / "metrics.json", run_dir / sub / "predictions.json"
-    for path in (metrics_path, pred_path):
-        if not path.is_file():
-            if not required:
-                return None
-            raise MissingRunFileError(f"report: {path} is missing; run `{EVAL_COMMAND}` first")
+    if not (metrics_path.is_file() and pred_path.is_file()):
+        return None
     metrics = _read_json(metrics_path)
     missing = [k for k in _METRIC_KEYS if not isinstance(metrics, dict) or k not in metrics]
     if missing:
@@ -265,9 +182,12 @@ def load_run(run_dir: Path) -> RunFiles:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise MissingRunFileError(f"report: run directory {run_dir} does not exist")
-    ema = _read_eval(run_dir, "eval", "EMA", required=True)
-    assert ema is not None
-    regular = _read_eval(run_dir, "eval_regular", "regular", required=False)
+    ema = _read_eval(run_dir, "eval", "EMA")
+    if ema is None:
+        missing = next(p for p in (run_dir / "eval" / n for n in ("metrics.json", "predictions.json"))
+                       if not p.is_file())
+        raise MissingRunFileError(f"report: {missing} is missing; run `{EVAL_COMMAND}` first")
+    regular = _read_eval(run_dir, "eval_regular", "regular")
     run = RunFiles(run_dir, None, None, [], [ema] + ([regular] if regular else []), None, {})
     cfg_path = run_dir / "config.yaml"
     if cfg_path.is_file():
@@ -385,6 +305,15 @@ def _score_section(matching: Matching, out: Path) -> Section:
         Image(path, "scores of true and false positives at tIoU 0.5")])
 
 
+def _missed_rows(missed: MissedByLength) -> list[list[str]]:
+    rows = []
+    for name, (lo, hi), g, m in zip(missed.bins, missed.edges_sec, missed.num_gt.tolist(),
+                                    missed.num_missed.tolist()):
+        span = f"({lo:g}, {hi:g}]" if np.isfinite(hi) else f"> {lo:g}"
+        rows.append([name, span, str(g), str(m), f"{100 * m / g:.1f}" if g else "-"])
+    return rows
+
+
 def _error_section(matching: Matching, out: Path) -> Section:
     fpa = false_positive_analysis(matching, 0.5, TOP_FACTOR)
     counts = fpa.counts()
@@ -398,10 +327,7 @@ def _error_section(matching: Matching, out: Path) -> Section:
         Table(["outcome", "count", "share (%)"],
               [[k, str(counts[k]), f"{100 * counts[k] / total:.1f}"] for k in (TRUE_POSITIVE, *ERROR_TYPES)]),
         "Missed ground truth (not matched at tIoU 0.5 by any prediction), by length:",
-        Table(["length", "range (s)", "GT", "missed", "missed (%)"],
-              [[b, f"({lo:g}, {hi:g}]" if np.isfinite(hi) else f"> {lo:g}", str(g), str(m), f"{100 * m / g:.1f}" if g else "-"]
-               for b, (lo, hi), g, m in zip(missed.bins, missed.edges_sec, missed.num_gt.tolist(),
-                                           missed.num_missed.tolist())]),
+        Table(["length", "range (s)", "GT", "missed", "missed (%)"], _missed_rows(missed)),
     ])
     sec.blocks.append(Image(figures.plot_error_analysis(out / "error_analysis.png", counts, missed.bins,
                                                         missed.num_gt, missed.num_missed),
