@@ -4,21 +4,31 @@
 Python ``random``, optionally switches on deterministic algorithms, and returns the **default**
 CPU generator, so that (as officially) data shuffling draws from the same global stream as the model
 initialisation. The distributed helpers fall back to a single process when ``torch.distributed`` is
-not initialised; they never read environment variables.
+not initialised; they never read environment variables (``engine.distributed`` does, for torchrun).
+
+Mixed precision (:class:`Precision`) is opt-in: ``off`` (default, float32, the official numerics),
+``bf16`` (autocast of the network's forward to bfloat16 on CUDA or CPU; losses stay float32; no
+loss scaling needed) or ``fp16`` (CUDA only: float16 autocast plus a dynamic ``GradScaler``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 __all__ = [
-    "get_rank", "get_world_size", "is_main_process", "resolve_device", "seed_everything", "synchronize",
+    "AMP_MODES", "Precision", "configure_cuda", "get_rank", "get_world_size", "is_main_process", "make_precision",
+    "resolve_device", "seed_everything", "synchronize",
 ]
+
+AMP_MODES = ("off", "bf16", "fp16")
 
 _EXPECTED = "expected 'auto', 'cpu', 'cuda' or 'cuda:<index>'"
 
@@ -108,3 +118,60 @@ def synchronize(device: torch.device | str) -> None:
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def configure_cuda(tf32: bool = False) -> None:
+    """Opt in to (or out of) TF32 matmuls/convolutions on Ampere+ GPUs (off by default: parity).
+
+    TF32 keeps float32 storage but rounds matmul inputs to a 10-bit mantissa: about 3x faster
+    on A100-class GPUs, relative error ~1e-3 per product. It has no effect on the CPU.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+    torch.backends.cudnn.allow_tf32 = bool(tf32)
+
+
+@dataclass
+class Precision:
+    """The numeric mode of training: autocast of the forward pass and, for fp16, a grad scaler.
+
+    Attributes:
+        mode: ``'off'``, ``'bf16'`` or ``'fp16'``.
+        device_type: ``'cpu'`` or ``'cuda'`` (the autocast device type).
+        scaler: the dynamic loss scaler (``fp16`` only, else None).
+    """
+
+    mode: str = "off"
+    device_type: str = "cpu"
+    scaler: torch.amp.GradScaler | None = None
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype, or None when mixed precision is off."""
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.mode)
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """Autocast context for the network's forward (a no-op when ``mode == 'off'``)."""
+        if self.dtype is None:
+            yield
+            return
+        with torch.autocast(device_type=self.device_type, dtype=self.dtype):
+            yield
+
+
+def make_precision(mode: str, device: torch.device | str) -> Precision:
+    """Check ``mode`` against ``device`` and build the :class:`Precision`.
+
+    Raises:
+        ValueError: unknown mode; ``fp16`` without CUDA; ``bf16`` on a GPU without bfloat16 support.
+    """
+    device = torch.device(device)
+    mode = str(mode).strip().lower()
+    if mode not in AMP_MODES:
+        raise ValueError(f"unknown mixed-precision mode {mode!r}: expected one of {AMP_MODES}")
+    if mode == "fp16" and device.type != "cuda":
+        raise ValueError(f"--amp fp16 needs a CUDA device (got {device}); on the CPU use --amp bf16 or off")
+    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"--amp bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support; use --amp fp16")
+    scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
+    return Precision(mode, device.type, scaler)

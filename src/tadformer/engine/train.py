@@ -10,11 +10,19 @@ Differences from the official loop, all about robustness (none changes the per-s
 - The loss normaliser and RNG states are checkpointed, so ``--resume`` continues exactly.
 - Checkpoints are written atomically; ``last.pth.tar`` is refreshed every epoch and on SIGINT/SIGTERM.
 - A non-finite loss stops training with a diagnostic (or, opt-in, the step is skipped).
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DistributedDataParallel, each process
+takes its slice of every global batch, and only rank 0 writes files (``engine.distributed``). With
+``loader.accum_steps = K`` or several processes, the loss normaliser is updated once per optimiser
+step with the positives of the whole (global, accumulated) batch, so a step equals one step on the
+whole batch in one process. Mixed precision (``FitOptions.amp``) is off by default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import signal
 import time
@@ -43,9 +51,17 @@ from tadformer.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from tadformer.engine import distributed as D
 from tadformer.engine.ema import ModelEma
 from tadformer.engine.optim import build_optimizer, build_scheduler, total_epochs
-from tadformer.engine.runtime import resolve_device, seed_everything
+from tadformer.engine.runtime import (
+    Precision,
+    configure_cuda,
+    get_world_size,
+    make_precision,
+    resolve_device,
+    seed_everything,
+)
 from tadformer.losses import LossNormalizer, check_finite, compute_losses
 from tadformer.model import ActionFormer, build_model
 
@@ -75,6 +91,9 @@ class FitOptions:
     skip_nonfinite: bool = False  # skip a step whose loss is NaN/Inf instead of stopping
     max_steps: int | None = None  # stop after this many optimiser steps (tests; saves last.pth.tar)
     log_every: int = 1  # write a train_log.jsonl record every this many optimiser steps
+    amp: str = "off"  # mixed precision: 'off' (float32, official numerics), 'bf16' (CUDA/CPU), 'fp16' (CUDA)
+    tf32: bool = False  # allow TF32 matmuls on Ampere+ GPUs
+    scale_lr: str = "none"  # opt.learning_rate rule for the global batch: 'none', 'linear' or 'sqrt'
 
 
 @dataclass
@@ -142,13 +161,14 @@ def _batch_keys(batches: Sequence[Sequence[int]], epoch: int) -> list[list[tuple
     return [[(epoch, i) for i in b] for b in batches]
 
 
-def _loader(items: _SeededItems, keys: list[list[tuple[int, int]]], cfg: ExperimentConfig) -> DataLoader:
+def _loader(items: _SeededItems, keys: list[list[tuple[int, int]]], cfg: ExperimentConfig,
+            device: torch.device) -> DataLoader:
     return DataLoader(
         items,  # type: ignore[arg-type]
         batch_sampler=keys,  # type: ignore[arg-type]
         collate_fn=partial(collate_train, max_seq_len=cfg.dataset.max_seq_len),
         num_workers=int(cfg.loader.num_workers),
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=device.type == "cuda",
         # a private generator: creating the iterator must not consume the global RNG (exact resume)
         generator=torch.Generator().manual_seed(items.seed),
     )
@@ -191,17 +211,20 @@ class NonFiniteLoss(RuntimeError):
 class TrainParts:
     """Everything one optimiser step touches."""
 
-    model: ActionFormer
+    model: torch.nn.Module  # the ActionFormer, or its DistributedDataParallel wrapper
     optimizer: torch.optim.Optimizer
     scheduler: Any
     ema: ModelEma
     normalizer: LossNormalizer
+    precision: Precision = field(default_factory=Precision)
 
 
-def batch_losses(model: ActionFormer, batch: Batch, cfg: ExperimentConfig,
-                 normalizer: LossNormalizer) -> dict[str, torch.Tensor]:
-    """Forward one padded batch, assign targets, and compute the official losses."""
-    outputs = model(batch.feats, batch.mask)
+def batch_losses(model: torch.nn.Module, batch: Batch, cfg: ExperimentConfig,
+                 normalizer: LossNormalizer, precision: Precision | None = None) -> dict[str, torch.Tensor]:
+    """Forward one padded batch (under autocast if ``precision`` says so), assign targets, and
+    compute the official losses (always in float32)."""
+    with (precision or Precision()).autocast():
+        outputs = model(batch.feats, batch.mask)
     tr = cfg.train_cfg
     cls_t, reg_t = assign_batch(
         outputs.points, batch.segments_grid, batch.labels, cfg.dataset.num_classes,
@@ -211,45 +234,83 @@ def batch_losses(model: ActionFormer, batch: Batch, cfg: ExperimentConfig,
                           label_smoothing=tr.label_smoothing, loss_weight=tr.loss_weight)
 
 
+class _Provisional(LossNormalizer):
+    """A fixed divisor for the micro-batches of a step; the real normaliser is updated once per step."""
+
+    def update(self, num_pos: int) -> float:
+        return self.value
+
+
+_STATS = ("cls_loss", "reg_loss", "final_loss", "num_pos")
+
+
 def train_step(parts: TrainParts, batches: Sequence[Batch], cfg: ExperimentConfig,
                device: torch.device) -> dict[str, float]:
-    """One official iteration: zero_grad, forward+backward (over ``len(batches)`` accumulated
-    batches, each loss divided by their number), clip, optimizer step, scheduler step, EMA update.
+    """One official iteration: zero_grad, forward+backward of ``batches``, clip, optimizer step,
+    scheduler step, EMA update.
+
+    With one batch in one process this is exactly the official step. With ``K = len(batches)``
+    accumulated batches and/or ``W`` processes (DDP), the step equals one step on the whole global
+    batch: each micro-batch's summed loss is divided by the current normaliser ``n0`` (times ``W``,
+    since DDP averages gradients), the normaliser is then updated once with the positives of the
+    global batch (``n1``), and the gradients are rescaled by ``n0 / n1``.
 
     Returns:
-        Losses (averaged over the batches), ``num_pos`` (summed), the ``lr`` used, the
-        ``grad_norm`` before clipping and the loss normaliser.
+        Losses of the global batch, its ``num_pos``, the ``lr`` used, the ``grad_norm`` before
+        clipping and the loss normaliser.
 
     Raises:
-        NonFiniteLoss: a loss is NaN/Inf; the weights, optimiser and EMA are untouched.
+        NonFiniteLoss: a loss is NaN/Inf (on any process); the weights, optimiser and EMA are untouched.
     """
     parts.optimizer.zero_grad(set_to_none=True)
-    totals = {"cls_loss": 0.0, "reg_loss": 0.0, "final_loss": 0.0, "num_pos": 0.0}
-    for batch in batches:
+    world = get_world_size()
+    provisional = _Provisional(parts.normalizer.value) if len(batches) > 1 or world > 1 else None
+    sums = [0.0] * len(_STATS)
+    for j, batch in enumerate(batches):
         batch = batch.to(device, non_blocking=True)
-        losses = batch_losses(parts.model, batch, cfg, parts.normalizer)
-        bad = check_finite(losses)
-        if bad is not None:
-            parts.optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLoss(f"non-finite {bad} ({losses[bad].item()}) on videos "
-                                f"{[m.video_id for m in batch.metas]}")
-        (losses["final_loss"] / len(batches)).backward()
-        for k in totals:
-            totals[k] += float(losses[k].item()) / (1 if k == "num_pos" else len(batches))
+        no_sync = getattr(parts.model, "no_sync", None)  # DDP: all-reduce gradients on the last backward only
+        with no_sync() if no_sync is not None and j < len(batches) - 1 else contextlib.nullcontext():
+            losses = batch_losses(parts.model, batch, cfg, provisional or parts.normalizer, parts.precision)
+            bad = check_finite(losses)
+            stats = D.all_reduce_sum([float(losses[k].item()) for k in _STATS] + [float(bad is not None)])
+            if stats[-1] > 0:
+                parts.optimizer.zero_grad(set_to_none=True)
+                where = (f"non-finite {bad} ({losses[bad].item()}) on videos {[m.video_id for m in batch.metas]}"
+                         if bad is not None else "non-finite loss on another process")
+                raise NonFiniteLoss(where)
+            loss = losses["final_loss"] * world if provisional is not None else losses["final_loss"]
+            scaler = parts.precision.scaler
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        sums = [a + b for a, b in zip(sums, stats)]
     params = [p for p in parts.model.parameters() if p.grad is not None]
-    clip = float(cfg.train_cfg.clip_grad_l2norm)
-    if clip > 0:
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-    else:
-        grad_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params
-                                                                 if p.grad is not None])))
+    if parts.precision.scaler is not None:
+        parts.precision.scaler.unscale_(parts.optimizer)
+    if provisional is not None:
+        factor = provisional.value / parts.normalizer.update(int(sums[3]))
+        for p in params:
+            p.grad.mul_(factor)  # type: ignore[union-attr]
+        sums[:3] = [v * factor for v in sums[:3]]
+    grad_norm = _clip(params, float(cfg.train_cfg.clip_grad_l2norm))
+    totals = dict(zip(_STATS, sums))
     totals["lr"] = float(parts.optimizer.param_groups[0]["lr"])
-    parts.optimizer.step()
+    if parts.precision.scaler is not None:
+        parts.precision.scaler.step(parts.optimizer)  # skipped when the gradients overflowed
+        parts.precision.scaler.update()
+    else:
+        parts.optimizer.step()
     parts.scheduler.step()
     parts.ema.update(parts.model)
     totals["grad_norm"] = grad_norm
     totals["loss_normalizer"] = parts.normalizer.value
     return totals
+
+
+def _clip(params: list[torch.nn.Parameter], clip: float) -> float:
+    """Global L2 gradient norm before clipping (clipped in place to ``clip`` when ``clip > 0``)."""
+    if clip > 0:
+        return float(torch.nn.utils.clip_grad_norm_(params, clip))
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params
+                                                       if p.grad is not None])))
 
 
 class Trainer:

@@ -26,6 +26,8 @@ from tadformer.results_io import DetectionsLike
 DPI = 100
 _LOSS_KEYS = ("cls_loss", "reg_loss", "final_loss")
 ClassNames = Sequence[str] | Mapping[int, str] | None
+_OUTCOME_COLORS = {"true_positive": "tab:green", "double_detection": "tab:orange", "wrong_label": "tab:red",
+                   "localization": "tab:blue", "confusion": "tab:purple", "background": "tab:gray"}
 
 __all__ = [
     "plot_loss_curves", "plot_lr_curve", "plot_map_vs_tiou", "plot_per_class_ap", "plot_pr_curves",
@@ -306,7 +308,7 @@ def plot_error_analysis(path: str | os.PathLike[str], category_counts: Mapping[s
     names = list(category_counts)
     total = max(sum(category_counts.values()), 1)
     shares = [100 * category_counts[n] / total for n in names]
-    left.bar(range(len(names)), shares, color=[f"C{i}" for i in range(len(names))])
+    left.bar(range(len(names)), shares, color=[_OUTCOME_COLORS.get(n, f"C{i}") for i, n in enumerate(names)])
     for i, n in enumerate(names):
         left.annotate(str(category_counts[n]), (i, shares[i]), textcoords="offset points", xytext=(0, 2),
                       ha="center", fontsize=8)
