@@ -67,7 +67,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     detections = ev.detect_from_raw(raw, cfg.test_cfg)
     split = args.split or (cfg.val_split[0] if cfg.val_split else "test")
     result = ev.score_detections(detections, annotations_path(args, cfg), split, tiou)
-    ev.write_eval_outputs(out, result, detections, raw.class_names)
+    ev.write_eval_outputs(out, result, detections, raw.class_names, split=split,
+                          annotation_json=annotations_path(args, cfg))
     print(format_map_table(result))
     print(f"wrote {out / 'metrics.json'}, {out / 'predictions.json'}")
     return 0

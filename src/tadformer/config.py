@@ -522,6 +522,7 @@ def dump_config(cfg: ExperimentConfig, path: str | Path) -> Path:
             fh.write(dumps_config(cfg))
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

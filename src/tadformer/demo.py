@@ -62,8 +62,10 @@ def _evaluate(run_dir: Path, ckpt: Path, use_ema: bool, device: torch.device, pr
     out = run_dir / ("eval" if use_ema else "eval_regular")
     raw.save(out / "raw_outputs.pt")
     detections = ev.detect_from_raw(raw, loaded.cfg.test_cfg)
-    result = ev.score_detections(detections, str(loaded.cfg.dataset.json_file), loaded.cfg.val_split[0])
-    ev.write_eval_outputs(out, result, detections, loaded.class_names, extra={"weights": loaded.weights_description})
+    split = loaded.cfg.val_split[0]
+    result = ev.score_detections(detections, str(loaded.cfg.dataset.json_file), split)
+    ev.write_eval_outputs(out, result, detections, loaded.class_names, extra={"weights": loaded.weights_description},
+                          split=split, annotation_json=str(loaded.cfg.dataset.json_file))
     return result
 
 

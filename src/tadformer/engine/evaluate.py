@@ -159,10 +159,15 @@ def score_detections(detections: Sequence[Detections], annotation_json: str | Pa
 
 
 def write_eval_outputs(out_dir: Path, result: EvalResult, detections: Sequence[Detections],
-                       class_names: Sequence[str], extra: dict[str, Any] | None = None) -> None:
+                       class_names: Sequence[str], extra: dict[str, Any] | None = None, *,
+                       split: str | None = None, annotation_json: str | Path | None = None) -> None:
     """Write ``metrics.json`` and ``predictions.json`` (ActivityNet result format) atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = result.to_dict(list(class_names))
+    if split is not None:
+        metrics["split"] = split
+    if annotation_json is not None:
+        metrics["annotations"] = str(Path(annotation_json).resolve())
     if extra:
         metrics.update(extra)
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -44,6 +43,7 @@ from tadformer.data.annotations import read_annotations
 from tadformer.data.collate import collate_train
 from tadformer.data.dataset import FeatureDataset
 from tadformer.data.types import Batch, VideoSample
+from tadformer.engine import distributed as D
 from tadformer.engine.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -51,7 +51,6 @@ from tadformer.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from tadformer.engine import distributed as D
 from tadformer.engine.ema import ModelEma
 from tadformer.engine.optim import build_optimizer, build_scheduler, total_epochs
 from tadformer.engine.runtime import (
@@ -132,17 +131,18 @@ def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int) -> lis
     return [order[i:i + batch_size] for i in range(0, num_items - batch_size + 1, batch_size)]
 
 
-def build_train_dataset(cfg: ExperimentConfig) -> tuple[FeatureDataset, tuple[str, ...]]:
+def build_train_dataset(cfg: ExperimentConfig, world_size: int = 1) -> tuple[FeatureDataset, tuple[str, ...]]:
     """The training dataset of ``cfg.train_split`` and the class names of the annotation file."""
     if not cfg.dataset.json_file:
         raise ValueError("dataset.json_file is not set: point it at the annotation json (ActivityNet format)")
     ann = read_annotations(cfg.dataset.json_file, splits=list(cfg.train_split), default_fps=cfg.dataset.default_fps)
     dataset = FeatureDataset(ann.videos, cfg.dataset, is_training=True)
-    if len(dataset) < cfg.loader.batch_size:
+    if len(dataset) < cfg.loader.batch_size * world_size:
         raise ValueError(
             f"training split {list(cfg.train_split)} of {cfg.dataset.json_file} has {len(dataset)} videos with "
             f"features in {cfg.dataset.feat_folder} ({len(dataset.skipped_video_ids)} without a feature file), "
             f"fewer than loader.batch_size={cfg.loader.batch_size}"
+            + (f" x {world_size} processes" if world_size > 1 else "")
         )
     return dataset, complete_class_names(ann.class_names, cfg)
 
@@ -314,56 +314,84 @@ def _clip(params: list[torch.nn.Parameter], clip: float) -> float:
 
 
 class Trainer:
-    """Holds the model, optimiser, scheduler, EMA and loss normaliser of one run."""
+    """Holds the model, optimiser, scheduler, EMA and loss normaliser of one run (one process of it)."""
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path, opts: FitOptions) -> None:
-        self.cfg, self.run_dir, self.opts = cfg, run_dir, opts
-        self.device = resolve_device(opts.device)
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, opts: FitOptions, env: D.DistEnv | None = None) -> None:
+        self.cfg, self.run_dir, self.opts, self.env = cfg, run_dir, opts, env
+        self.rank, self.world = (env.rank, env.world_size) if env is not None else (0, 1)
+        self.is_main = self.rank == 0
+        self.device = env.device if env is not None else resolve_device(opts.device)
+        if self.device.type == "cuda":
+            configure_cuda(opts.tf32)
         self.ckpt_dir = run_dir / "checkpoints"
         seed_everything(cfg.init_rand_seed)
-        self.dataset, self.class_names = build_train_dataset(cfg)
+        self.dataset, self.class_names = build_train_dataset(cfg, self.world)
         # the model is built right after seeding, so its init equals the official one for this seed
         self.model: ActionFormer = build_model(cfg).to(self.device)
+        if self.world > 1:  # distinct drop-path draws per process (rank 0 is not special)
+            torch.manual_seed(_seed_of(cfg.init_rand_seed, self.rank, 0xD15))
+        net = D.wrap_model(self.model, env) if env is not None else self.model
         self.optimizer = build_optimizer(self.model, cfg.opt)
         self.accum = max(1, int(cfg.loader.accum_steps))
-        self.batches_per_epoch = len(self.dataset) // cfg.loader.batch_size
+        self.batches_per_epoch = len(self.dataset) // (cfg.loader.batch_size * self.world)
         self.steps_per_epoch = self.batches_per_epoch // self.accum
         if self.steps_per_epoch < 1:
             raise ValueError(f"loader.accum_steps={self.accum} exceeds the {self.batches_per_epoch} batches per epoch")
         self.scheduler = build_scheduler(self.optimizer, cfg.opt, self.steps_per_epoch)
         self.ema = ModelEma(self.model, decay=0.999)
         self.normalizer = LossNormalizer(float(cfg.train_cfg.init_loss_norm))
-        self.parts = TrainParts(self.model, self.optimizer, self.scheduler, self.ema, self.normalizer)
+        self.precision = make_precision(opts.amp, self.device)
+        self.parts = TrainParts(net, self.optimizer, self.scheduler, self.ema, self.normalizer, self.precision)
         self.max_epochs = total_epochs(cfg.opt)
         self.state = _Progress()
 
+    def log(self, message: str) -> None:
+        """Print a progress message (rank 0 only)."""
+        if self.is_main:
+            tqdm.write(f"[tadformer] {message}")
+
     # ---------------------------------------------------------------- checkpoints
     def save(self, path: Path) -> Path:
-        """Write a resumable checkpoint (atomically)."""
-        return save_checkpoint(
-            path, model=self.model, ema=self.ema, optimizer=self.optimizer, scheduler=self.scheduler,
-            epoch=self.state.epoch, loss_normalizer_state=self.normalizer.state_dict(),
-            rng_state=capture_rng_state(), config_dict=config_to_dict(self.cfg), class_names=self.class_names,
-            extra={"iter_in_epoch": self.state.iter_in_epoch, "global_step": self.state.global_step,
-                   "max_epochs": self.max_epochs, "skipped_steps": list(self.state.skipped_steps)},
-        )
+        """Write a resumable checkpoint atomically (rank 0 writes; every process must call this)."""
+        rng_states = D.gather_to_main(capture_rng_state())  # every process's RNGs, for exact resume
+        if self.is_main:
+            assert rng_states is not None
+            scaler = self.precision.scaler
+            save_checkpoint(
+                path, model=self.model, ema=self.ema, optimizer=self.optimizer, scheduler=self.scheduler,
+                epoch=self.state.epoch, loss_normalizer_state=self.normalizer.state_dict(),
+                rng_state=rng_states[0], config_dict=config_to_dict(self.cfg), class_names=self.class_names,
+                extra={"iter_in_epoch": self.state.iter_in_epoch, "global_step": self.state.global_step,
+                       "max_epochs": self.max_epochs, "skipped_steps": list(self.state.skipped_steps),
+                       "world_size": self.world, "rng_states_by_rank": rng_states if self.world > 1 else None,
+                       "grad_scaler": scaler.state_dict() if scaler is not None else None},
+            )
+        D.barrier()
+        return path
 
     def restore(self, path: Path) -> None:
-        """Continue from a checkpoint written by :meth:`save`."""
+        """Continue from a checkpoint written by :meth:`save` (with the same number of processes)."""
         ckpt = load_checkpoint(path, map_location=self.device)
         load_model_weights(self.model, {"state_dict": ckpt["state_dict"]}, prefer_ema=False)
         if ckpt.get("state_dict_ema") is None or ckpt.get("optimizer") is None or ckpt.get("scheduler") is None:
             raise ValueError(f"{path} is not a resumable tadformer checkpoint (no EMA/optimizer/scheduler state)")
+        extra = ckpt.get("extra") or {}
+        if int(extra.get("world_size", 1)) != self.world:
+            raise ValueError(f"{path} was written by a run with {extra.get('world_size', 1)} process(es); resume it "
+                             f"with the same number (this run has {self.world}), or start a new run")
         self.ema.load_state_dict(ckpt["state_dict_ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("loss_normalizer"):
             self.normalizer.load_state_dict(ckpt["loss_normalizer"])
-        extra = ckpt.get("extra") or {}
+        if self.precision.scaler is not None and extra.get("grad_scaler"):
+            self.precision.scaler.load_state_dict(extra["grad_scaler"])
         self.state = _Progress(int(ckpt["epoch"]), int(extra.get("iter_in_epoch", 0)),
                                int(extra.get("global_step", 0)), list(extra.get("skipped_steps", [])))
-        if ckpt.get("rng_state"):
-            restore_rng_state(ckpt["rng_state"])
+        by_rank = extra.get("rng_states_by_rank")
+        rng = by_rank[self.rank] if by_rank else ckpt.get("rng_state")
+        if rng:
+            restore_rng_state(rng)
 
     # ---------------------------------------------------------------- one step
     def step(self, batches: Sequence[Batch]) -> dict[str, float] | None:
@@ -376,61 +404,70 @@ class Trainer:
                 raise TrainingDiverged(msg + f"; the last good checkpoint is in {self.ckpt_dir}. Lower "
                                        "opt.learning_rate, check the features for extreme values, or pass "
                                        "--skip-nonfinite to skip such steps") from None
-            tqdm.write(f"[tadformer] skipping step: {msg}")
+            self.log(f"skipping step: {msg}")
             self.state.skipped_steps.append(self.state.global_step)
             return None
 
     # ---------------------------------------------------------------- epochs
     def epoch_keys(self, epoch: int) -> list[list[tuple[int, int]]]:
-        batches = epoch_batches(len(self.dataset), self.cfg.loader.batch_size, self.cfg.init_rand_seed, epoch)
-        return _batch_keys(batches[: self.steps_per_epoch * self.accum], epoch)
+        """This process's batches of ``epoch``: its slice of each global batch (all of it alone)."""
+        batches = epoch_batches(len(self.dataset), self.cfg.loader.batch_size * self.world,
+                                self.cfg.init_rand_seed, epoch)[: self.steps_per_epoch * self.accum]
+        return _batch_keys([D.rank_slice(b, self.rank, self.world) for b in batches], epoch)
 
     def run(self, stop: _StopFlag) -> None:
         items = _SeededItems(self.dataset, self.cfg.init_rand_seed)
-        log_path = self.run_dir / "train_log.jsonl"
         total_steps = self.max_epochs * self.steps_per_epoch
-        bar = tqdm(total=total_steps, initial=self.state.global_step, disable=not self.opts.progress,
+        bar = tqdm(total=total_steps, initial=self.state.global_step, disable=not (self.opts.progress and self.is_main),
                    desc="train", unit="step", dynamic_ncols=True)
-        with bar, log_path.open("a", encoding="utf-8") as log:
+        log_file = (self.run_dir / "train_log.jsonl").open("a", encoding="utf-8") if self.is_main else None
+        with bar, log_file or contextlib.nullcontext():
             while self.state.epoch < self.max_epochs:
-                self.model.train()
-                keys = self.epoch_keys(self.state.epoch)[self.state.iter_in_epoch:]
-                pending: list[Batch] = []
-                for batch in _loader(items, keys, self.cfg):
-                    pending.append(batch)
-                    self.state.iter_in_epoch += 1
-                    if len(pending) < self.accum:
-                        continue
-                    t0 = time.perf_counter()
-                    stats = self.step(pending)
-                    pending = []
-                    self.state.global_step += 1
-                    bar.update(1)
-                    if stats is not None:
-                        bar.set_postfix(loss=f"{stats['final_loss']:.4f}", lr=f"{stats['lr']:.2e}")
-                        if self.state.global_step % self.opts.log_every == 0:
-                            record = {"epoch": self.state.epoch, "step": self.state.global_step,
-                                      "time_sec": round(time.perf_counter() - t0, 4), **stats}
-                            log.write(json.dumps(record) + "\n")
-                            log.flush()
-                    if stop.signum is not None or self._hit_max_steps():
-                        break
-                if stop.signum is not None or self._hit_max_steps():
-                    log.flush()
-                    os.fsync(log.fileno())
+                stopping = self._run_epoch(items, stop, bar, log_file)
+                if stopping:
+                    if log_file is not None:
+                        log_file.flush()
+                        os.fsync(log_file.fileno())
                     path = self.save(self.ckpt_dir / LAST_CKPT)
-                    if stop.signum is not None:
+                    if stop.signum is not None or not self._hit_max_steps():
                         raise TrainingInterrupted(
-                            f"stopped by signal {stop.signum} at epoch {self.state.epoch}, step "
-                            f"{self.state.global_step}; resume with --resume", path)
+                            f"stopped by signal {stop.signum or 'on another process'} at epoch {self.state.epoch}, "
+                            f"step {self.state.global_step}; resume with --resume", path)
                     return
                 self.state.epoch += 1
                 self.state.iter_in_epoch = 0
                 self.save(self.ckpt_dir / LAST_CKPT)
                 if self.state.epoch % self.opts.ckpt_freq == 0 or self.state.epoch == self.max_epochs:
                     self.save(self.ckpt_dir / f"epoch_{self.state.epoch:03d}.pth.tar")
-                tqdm.write(f"[tadformer] epoch {self.state.epoch}/{self.max_epochs} done, "
-                           f"lr={self.optimizer.param_groups[0]['lr']:.3e}")
+                self.log(f"epoch {self.state.epoch}/{self.max_epochs} done, "
+                         f"lr={self.optimizer.param_groups[0]['lr']:.3e}")
+
+    def _run_epoch(self, items: _SeededItems, stop: _StopFlag, bar: tqdm, log: Any) -> bool:
+        """Train the rest of the current epoch; True if stopped early (signal or ``max_steps``)."""
+        self.parts.model.train()
+        keys = self.epoch_keys(self.state.epoch)[self.state.iter_in_epoch:]
+        pending: list[Batch] = []
+        for batch in _loader(items, keys, self.cfg, self.device):
+            pending.append(batch)
+            self.state.iter_in_epoch += 1
+            if len(pending) < self.accum:
+                continue
+            t0 = time.perf_counter()
+            stats = self.step(pending)
+            pending = []
+            self.state.global_step += 1
+            bar.update(1)
+            if stats is not None:
+                bar.set_postfix(loss=f"{stats['final_loss']:.4f}", lr=f"{stats['lr']:.2e}")
+                if log is not None and self.state.global_step % self.opts.log_every == 0:
+                    record = {"epoch": self.state.epoch, "step": self.state.global_step,
+                              "time_sec": round(time.perf_counter() - t0, 4), **stats}
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+            # every process must agree to stop at the same step (torchrun signals them all, not at once)
+            if D.any_process(stop.signum is not None) or self._hit_max_steps():
+                return True
+        return False
 
     def _hit_max_steps(self) -> bool:
         return self.opts.max_steps is not None and self.state.global_step >= self.opts.max_steps
@@ -447,12 +484,32 @@ def _trim_log(log_path: Path, global_step: int) -> None:
     os.replace(tmp, log_path)
 
 
+def scaled_config(cfg: ExperimentConfig, opts: FitOptions, world_size: int) -> tuple[ExperimentConfig, dict[str, Any]]:
+    """Apply the ``opts.scale_lr`` rule for the global batch; return the config and a setup summary.
+
+    The recipe's ``opt.learning_rate`` is taken as tuned for ``loader.batch_size`` in one process
+    without accumulation; the global batch is ``batch_size * world_size * accum_steps``.
+    """
+    accum = max(1, int(cfg.loader.accum_steps))
+    global_batch = cfg.loader.batch_size * world_size * accum
+    factor = D.lr_scale_factor(opts.scale_lr, global_batch, cfg.loader.batch_size)
+    lr = float(cfg.opt.learning_rate) * factor
+    setup = {"world_size": world_size, "batch_size_per_process": cfg.loader.batch_size, "accum_steps": accum,
+             "global_batch_size": global_batch, "lr_rule": opts.scale_lr, "lr_factor": factor,
+             "recipe_learning_rate": float(cfg.opt.learning_rate), "learning_rate": lr, "amp": opts.amp}
+    if factor != 1.0:
+        cfg = replace(cfg, opt=replace(cfg.opt, learning_rate=lr))
+    return cfg, setup
+
+
 def fit(cfg: ExperimentConfig, run_dir: str | Path, opts: FitOptions | None = None) -> Path:
     """Train ``cfg`` into ``run_dir``; return the path of the final checkpoint.
 
-    ``run_dir`` receives ``config.yaml`` (the resolved config), ``train_log.jsonl`` (one JSON
-    record per optimiser step: epoch, step, losses, lr, grad_norm, ...) and ``checkpoints/``
+    ``run_dir`` receives ``config.yaml`` (the resolved config, with the learning rate actually used),
+    ``train_setup.json`` (processes, batch sizes, learning-rate rule, precision), ``train_log.jsonl``
+    (one JSON record per optimiser step: epoch, step, losses, lr, grad_norm, ...) and ``checkpoints/``
     (``last.pth.tar`` every epoch, ``epoch_XXX.pth.tar`` every ``ckpt_freq`` epochs and at the end).
+    Launched by torchrun (``WORLD_SIZE > 1``), it trains with DDP and only rank 0 writes.
 
     Raises:
         TrainingDiverged: a loss became non-finite (unless ``skip_nonfinite``).
@@ -460,18 +517,35 @@ def fit(cfg: ExperimentConfig, run_dir: str | Path, opts: FitOptions | None = No
     """
     opts = opts or FitOptions()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, run_dir, opts)
+    owns_group = not D.dist.is_initialized()
+    env = D.init_from_env(opts.device)
+    try:
+        return _fit(cfg, run_dir, opts, env)
+    finally:
+        if env is not None and owns_group:
+            D.shutdown()
+
+
+def _fit(cfg: ExperimentConfig, run_dir: Path, opts: FitOptions, env: D.DistEnv | None) -> Path:
+    cfg, setup = scaled_config(cfg, opts, env.world_size if env is not None else 1)
+    is_main = env is None or env.is_main
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, run_dir, opts, env)
     last = trainer.ckpt_dir / LAST_CKPT
     if opts.resume:
         if not last.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
         trainer.restore(last)
-        _trim_log(run_dir / "train_log.jsonl", trainer.state.global_step)
-    else:
+        if is_main:
+            _trim_log(run_dir / "train_log.jsonl", trainer.state.global_step)
+    elif is_main:
         (run_dir / "train_log.jsonl").unlink(missing_ok=True)
-    dump_config(cfg, run_dir / "config.yaml")
-    (run_dir / "class_names.json").write_text(json.dumps(list(trainer.class_names)), encoding="utf-8")
+    if is_main:
+        dump_config(cfg, run_dir / "config.yaml")
+        (run_dir / "class_names.json").write_text(json.dumps(list(trainer.class_names)), encoding="utf-8")
+        setup.update(device=str(trainer.device), backend=env.backend if env is not None else None)
+        (run_dir / "train_setup.json").write_text(json.dumps(setup, indent=2), encoding="utf-8")
     with _StopFlag() as stop:
         trainer.run(stop)
     if trainer.state.epoch >= trainer.max_epochs:
