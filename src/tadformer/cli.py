@@ -46,6 +46,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-nonfinite", action="store_true", help="skip steps with a NaN/Inf loss instead of stopping")
     p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (resumable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off",
+                   help="mixed precision: bf16 autocast (CUDA/CPU) or fp16 + grad scaler (CUDA); default off")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on Ampere+ GPUs (off: float32 parity)")
+    p.add_argument("--scale-lr", choices=["none", "linear", "sqrt"], default="none",
+                   help="scale opt.learning_rate by the global batch (batch_size x processes x accum_steps) "
+                        "over loader.batch_size; default none")
     _common(p)
     p.set_defaults(func=_cmd("train"))
 

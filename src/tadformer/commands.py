@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,9 +25,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args)
     out = Path(args.out) if args.out else Path(cfg.output_folder or "./ckpt") / Path(args.config).stem
     opts = FitOptions(device=args.device, resume=args.resume, ckpt_freq=args.ckpt_freq,
-                      progress=not args.no_progress, skip_nonfinite=args.skip_nonfinite, max_steps=args.max_steps)
+                      progress=not args.no_progress, skip_nonfinite=args.skip_nonfinite, max_steps=args.max_steps,
+                      amp=args.amp, tf32=args.tf32, scale_lr=args.scale_lr)
     ckpt = fit(cfg, out, opts)
-    print(f"checkpoint: {ckpt}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, only rank 0 reports
+        print(f"checkpoint: {ckpt}")
     return 0
 
 
@@ -51,15 +54,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         if not args.ckpt:
             raise ValueError("give --ckpt CKPT_OR_RUN_DIR (or --raw RAW_FILE, or --predictions/--annotations)")
+        from tadformer.engine import distributed as dist_
         from tadformer.engine.loading import load_for_inference
 
-        device = resolve_device(args.device)
+        env = dist_.init_from_env(args.device)  # under torchrun: videos sharded over the processes
+        device = env.device if env is not None else resolve_device(args.device)
         loaded = load_for_inference(args.ckpt, args.config, overrides=args.overrides, seed=args.seed,
                                     device=device, use_ema=not args.no_ema, epoch=args.epoch)
-        print(f"weights: {loaded.weights_description}")
         cfg = loaded.cfg
         dataset, _ = ev.build_eval_dataset(cfg, [args.split] if args.split else None)
-        raw = ev.predict_raw(loaded.model, dataset, cfg, device, loaded.class_names, progress=not args.no_progress)
+        if env is None:
+            raw = ev.predict_raw(loaded.model, dataset, cfg, device, loaded.class_names, progress=not args.no_progress)
+        else:
+            gathered = dist_.predict_raw_distributed(loaded.model, dataset, cfg, env, loaded.class_names,
+                                                     progress=not args.no_progress)
+            dist_.shutdown()
+            if gathered is None:  # not rank 0: rank 0 post-processes and writes
+                return 0
+            raw = gathered
+        print(f"weights: {loaded.weights_description}")
         out = Path(args.out) if args.out else loaded.checkpoint_path.parent.parent / "eval"
         raw.save(out / "raw_outputs.pt")
     if args.topk is not None and args.topk > 0:
@@ -82,16 +95,12 @@ def annotations_path(args: argparse.Namespace, cfg: ExperimentConfig) -> str:
 def _score_file(pred_path: str, gt_path: str, split: str, tiou: list[float] | None, out: str | None) -> int:
     import numpy as np
 
+    from tadformer.engine.evaluate import read_ground_truth
     from tadformer.metrics import evaluate_detections, format_map_table
     from tadformer.results_io import atomic_write_text, read_results_json
 
     preds = read_results_json(pred_path)
-    try:
-        gt = json.loads(Path(gt_path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"annotation file {gt_path} not found") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{gt_path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    gt = read_ground_truth(gt_path, split)
     thr = np.linspace(0.3, 0.7, 5) if tiou is None else np.asarray(tiou, dtype=np.float64)
     result = evaluate_detections(gt, preds, split=split, tiou_thresholds=thr)
     print(format_map_table(result))

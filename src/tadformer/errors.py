@@ -40,4 +40,23 @@ def _report(exc: BaseException) -> None:
     if os.environ.get("TADFORMER_DEBUG"):
         traceback.print_exc()
     msg = str(exc) if not isinstance(exc, KeyError) else f"missing key {exc}"
-    print(f"tadformer: error: {msg}", file=sys.stderr)
+    print(f"tadformer: error: {strip_worker_traceback(msg, exc)}", file=sys.stderr)
+
+
+_WORKER_TRACEBACK = "\nOriginal Traceback (most recent call last):\n"
+
+
+def strip_worker_traceback(msg: str, exc: BaseException) -> str:
+    """The original message of an error re-raised by a DataLoader worker, without the worker traceback.
+
+    With ``loader.num_workers > 0`` torch re-raises a worker's exception as the same type whose
+    message is ``"Caught X in DataLoader worker process N.\nOriginal Traceback ...\nmodule.X: msg"``.
+    """
+    if _WORKER_TRACEBACK not in msg:
+        return msg
+    cls = type(exc)
+    for prefix in (f"{cls.__module__}.{cls.__qualname__}: ", f"{cls.__qualname__}: "):
+        start = msg.rfind("\n" + prefix)
+        if start >= 0:
+            return msg[start + 1 + len(prefix):].strip() + " (raised in a DataLoader worker)"
+    return msg

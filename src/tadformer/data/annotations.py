@@ -129,6 +129,8 @@ def read_annotations(
 
 
 def _load_database(path: Path) -> dict[str, dict[str, Any]]:
+    if path.is_dir():
+        raise AnnotationError(f"annotation path {path} is a folder; expected the annotation json file")
     if not path.is_file():
         raise AnnotationError(f"annotation file not found: {path}")
     try:

@@ -34,8 +34,9 @@ def collate_train(samples: Sequence[VideoSample], max_seq_len: int) -> Batch:
     for s in samples:
         if s.length > max_seq_len:
             raise ValueError(
-                f"video {s.video_id!r}: training sample has T={s.length} > max_seq_len={max_seq_len}; "
-                "training samples must be truncated (random_truncate) before batching"
+                f"video {s.video_id!r}: training sample has T={s.length} > max_seq_len={max_seq_len} feature "
+                "steps (dataset.max_seq_len); only videos with annotations are cropped to max_seq_len "
+                "(random_truncate), so remove this video from the training split or raise dataset.max_seq_len"
             )
     return _pad(samples, max_seq_len)
 

@@ -147,5 +147,6 @@ def _check_labels(rec: VideoRecord, num_classes: int) -> None:
         i = int(np.argmax(bad))
         raise ValueError(
             f"video {rec.video_id!r}: annotation {i} has label {int(rec.labels[i])} "
-            f"({rec.label_names[i]!r}), outside [0, num_classes={num_classes})"
+            f"({rec.label_names[i]!r}), outside [0, num_classes={num_classes}); set dataset.num_classes to "
+            "the number of classes of the annotation file, or fix its label_id"
         )

@@ -12,6 +12,7 @@ the official key names (``epoch``, ``state_dict``, ``state_dict_ema``, ``optimiz
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
@@ -33,6 +34,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointWriteError",
     "WeightsMismatchError",
+    "atomic_torch_save",
     "capture_rng_state",
     "load_checkpoint",
     "load_model_weights",
@@ -156,11 +158,16 @@ def save_checkpoint(
     }
     for field in ("scheduler", "loss_normalizer", "rng_state", "config", "extra"):
         _check_plain(payload[field], field)
-    return _atomic_torch_save(payload, Path(path))
+    return atomic_torch_save(payload, Path(path))
 
 
-def _atomic_torch_save(payload: Any, path: Path) -> Path:
-    """``torch.save`` to ``path`` through a same-folder temp file; all-or-nothing."""
+def atomic_torch_save(payload: Any, path: Path, what: str = "checkpoint") -> Path:
+    """``torch.save`` to ``path`` through a same-folder temp file (fsync, ``os.replace``); all-or-nothing.
+
+    Raises:
+        CheckpointWriteError: writing failed (``what`` names the file kind in the message); the
+            previous file at ``path`` is intact and the temp file is removed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -172,7 +179,10 @@ def _atomic_torch_save(payload: Any, path: Path) -> Path:
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if isinstance(err, Exception):
-            raise CheckpointWriteError(f"could not write checkpoint {path}: {err}") from err
+            hint = ""
+            if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+                hint = "; the disk is full: free some space (the previous file is intact), then rerun"
+            raise CheckpointWriteError(f"could not write {what} {path}: {err}{hint}") from err
         raise
     _fsync_dir(path.parent)
     return path
@@ -206,12 +216,24 @@ def _describe_file_start(path: Path) -> str:
 
 
 def _refusal_reason(err: Exception) -> str:
-    """The one informative line of torch's weights-only refusal (e.g. the unsupported global)."""
+    """The informative part of torch's weights-only refusal (e.g. ``Unsupported global: ...``)."""
     marker = "WeightsUnpickler error:"
-    for line in str(err).splitlines():
-        if marker in line:
-            return line.split(marker, 1)[1].split(" Please use", 1)[0].strip().rstrip(".")
-    return "unsupported content"
+    text = str(err)
+    lines = text.split(marker, 1)[1].splitlines() if marker in text else [ln for ln in text.splitlines()
+                                                                          if "GLOBAL" in ln]
+    for line in lines:
+        if line.strip():
+            return line.split(" Please use", 1)[0].strip().rstrip(".")
+    return ""
+
+
+def _first_sentence(err: Exception) -> str:
+    """``Type: first sentence`` of an exception message (torch appends long generic advice)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text.split('. ', 1)[0].rstrip('.')}" if text else type(err).__name__
+
+
+_DAMAGED_HINT = "the file is damaged or not a checkpoint: use another checkpoint (e.g. an epoch_XXX.pth.tar) or retrain"
 
 
 def _torch_load(path: str | os.PathLike[str], map_location: Any, trusted: bool) -> Any:
@@ -224,18 +246,20 @@ def _torch_load(path: str | os.PathLike[str], map_location: Any, trusted: bool) 
     try:
         return torch.load(path, map_location=map_location, weights_only=not trusted)
     except pickle.UnpicklingError as err:
-        refused = "Weights only load failed" in str(err)
-        if refused and not _describe_file_start(path).startswith(("it looks like", "the file is empty")):
+        reason = _refusal_reason(err)
+        if "GLOBAL" in reason:  # a well-formed pickle that names a Python class or function
             raise CheckpointError(
                 f"cannot load {path} safely: it holds objects that weights_only=True loading refuses "
-                f"(arbitrary Python objects, not a plain checkpoint): {_refusal_reason(err)}. "
+                f"(arbitrary Python objects, not a plain checkpoint): {reason}. "
                 "Pass trusted=True only if you trust the file."
             ) from err
-        raise CheckpointError(f"cannot read checkpoint {path}: {_describe_file_start(path)}") from err
+        detail = f" (weights_only unpickler: {reason})" if reason else ""
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {_describe_file_start(path)}{detail}; {_DAMAGED_HINT}"
+        ) from err
     except Exception as err:  # truncated zip, empty file, garbage bytes, ...
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {_describe_file_start(path)} ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''})"
+            f"cannot read checkpoint {path}: {_describe_file_start(path)} ({_first_sentence(err)}); {_DAMAGED_HINT}"
         ) from err
 
 
@@ -311,6 +335,7 @@ def load_model_weights(
     prefer_ema: bool = True,
     *,
     trusted: bool = False,
+    source: str | None = None,
 ) -> str:
     """Load model weights from our checkpoint, an official one, or a bare state dict.
 
@@ -322,6 +347,7 @@ def load_model_weights(
         ckpt_or_path: a checkpoint file, or an already loaded checkpoint/state dict.
         prefer_ema: use ``state_dict_ema`` when present, else ``state_dict``.
         trusted: see :func:`load_checkpoint`.
+        source: how to name an already loaded checkpoint in messages (e.g. its file name).
 
     Returns:
         What was loaded, e.g. ``"state_dict_ema from epoch_034.pth.tar (epoch 34)"``.
@@ -335,7 +361,7 @@ def load_model_weights(
         source = Path(ckpt_or_path).name
         ckpt: Any = _torch_load(ckpt_or_path, "cpu", trusted)
     else:
-        source, ckpt = "in-memory checkpoint", ckpt_or_path
+        source, ckpt = source or "in-memory checkpoint", ckpt_or_path
     weights, label = _select_weights(ckpt, source, prefer_ema)
     weights = {k[len(_MODULE_PREFIX):] if k.startswith(_MODULE_PREFIX) else k: v for k, v in weights.items()}
     target = _unwrap(model)

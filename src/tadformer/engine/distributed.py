@@ -32,7 +32,8 @@ from tadformer.engine.runtime import resolve_device
 
 __all__ = [
     "LR_RULES", "DistEnv", "all_reduce_sum", "any_process", "barrier", "gather_to_main", "init_from_env",
-    "lr_scale_factor", "map_sharded", "rank_slice", "requested_world_size", "shard_indices", "shutdown", "wrap_model",
+    "lr_scale_factor", "map_sharded", "predict_raw_distributed", "rank_slice", "requested_world_size",
+    "shard_indices", "shutdown", "wrap_model",
 ]
 
 LR_RULES = ("none", "linear", "sqrt")
@@ -200,10 +201,9 @@ def wrap_model(model: nn.Module, env: DistEnv) -> nn.Module:
     """Wrap ``model`` (already on ``env.device``) in DistributedDataParallel.
 
     DDP broadcasts rank 0's weights at construction and averages gradients in ``backward``.
-    Buffers are constant in ActionFormer, so they are not re-broadcast every forward.
     """
     ids = [env.device.index] if env.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 def lr_scale_factor(rule: str, global_batch: int, base_batch: int) -> float:
@@ -237,3 +237,34 @@ def map_sharded(func: Callable[[int], T], num_items: int, env: DistEnv | None) -
         return None
     merged = dict(pair for part in parts for pair in part)
     return [merged[i] for i in range(num_items)]
+
+
+def predict_raw_distributed(model: Any, dataset: Any, cfg: Any, env: DistEnv | None,
+                            class_names: Sequence[str], progress: bool = True) -> Any:
+    """``evaluate.predict_raw`` with the videos sharded over processes and gathered to rank 0.
+
+    Returns:
+        The :class:`~tadformer.engine.evaluate.RawOutputs` of every video (dataset order) on rank 0
+        or in a single process, None on the other ranks.
+    """
+    from tqdm import tqdm
+
+    from tadformer.engine.evaluate import RawOutputs, forward_video
+
+    model.eval()
+    device = env.device if env is not None else next(model.parameters()).device
+    shown = progress and (env is None or env.is_main)
+    mine = len(shard_indices(len(dataset), env.rank, env.world_size)) if env is not None else len(dataset)
+    bar = tqdm(total=mine, desc="eval", unit="video", disable=not shown, dynamic_ncols=True)
+
+    def one(i: int) -> Any:
+        out = forward_video(model, dataset[i], cfg.dataset.max_seq_len, cfg.model.max_div_factor, device)
+        bar.update(1)
+        return out
+
+    with bar:
+        videos = map_sharded(one, len(dataset), env)
+    if videos is None:
+        return None
+    ranges = tuple((float(a), float(b)) for a, b in cfg.model.regression_range)
+    return RawOutputs(videos, tuple(cfg.model.fpn_strides), ranges, tuple(class_names))

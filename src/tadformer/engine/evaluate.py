@@ -26,6 +26,7 @@ from tadformer.data.annotations import read_annotations
 from tadformer.data.collate import collate_eval
 from tadformer.data.dataset import FeatureDataset
 from tadformer.data.types import VideoMeta, VideoSample
+from tadformer.engine.checkpoint import atomic_torch_save
 from tadformer.metrics import EvalResult, evaluate_detections
 from tadformer.model import ActionFormer
 from tadformer.model.outputs import HeadOutputs
@@ -69,11 +70,7 @@ class RawOutputs:
             "videos": [{"meta": dataclasses.asdict(v.meta), "cls_logits": v.cls_logits, "offsets": v.offsets}
                        for v in self.videos],
         }
-        tmp = path.with_name(path.name + ".tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(payload, tmp)
-        tmp.replace(path)
-        return path
+        return atomic_torch_save(payload, path, what="raw outputs")
 
     @staticmethod
     def load(path: str | Path) -> RawOutputs:
@@ -87,11 +84,15 @@ class RawOutputs:
             raise ValueError(f"{path} is not a readable raw-outputs file ({type(exc).__name__}: {exc})") from None
         if not isinstance(payload, dict) or payload.get("format") != RAW_FORMAT:
             raise ValueError(f"{path} is not a tadformer raw-outputs file (written by `tadformer eval`)")
-        videos = [RawVideoOutput(VideoMeta(**v["meta"]), list(v["cls_logits"]), list(v["offsets"]))
-                  for v in payload["videos"]]
-        return RawOutputs(videos, tuple(payload["strides"]),
-                          tuple((float(a), float(b)) for a, b in payload["regression_range"]),
-                          tuple(payload["class_names"]))
+        try:
+            videos = [RawVideoOutput(VideoMeta(**v["meta"]), list(v["cls_logits"]), list(v["offsets"]))
+                      for v in payload["videos"]]
+            return RawOutputs(videos, tuple(payload["strides"]),
+                              tuple((float(a), float(b)) for a, b in payload["regression_range"]),
+                              tuple(payload["class_names"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: malformed raw-outputs file ({type(exc).__name__}: {exc}); "
+                             "write it again with `tadformer eval --out`") from None
 
 
 def build_eval_dataset(cfg: ExperimentConfig, split: Sequence[str] | None = None) -> tuple[FeatureDataset, Any]:
@@ -149,10 +150,34 @@ def detect_from_raw(raw: RawOutputs, test_cfg: TestConfig) -> list[Detections]:
     return detections
 
 
+def read_ground_truth(annotation_json: str | Path, split: str) -> dict[str, Any]:
+    """The parsed ground-truth json, after checking it has a ``database`` with videos of ``split``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not JSON, no ``database`` mapping, or no video of ``split`` (the message lists the
+            subsets that exist).
+    """
+    path = Path(annotation_json)
+    try:
+        gt = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"annotation file {path} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a valid JSON file ({exc})") from None
+    database = gt.get("database") if isinstance(gt, dict) else None
+    if not isinstance(database, dict):
+        raise ValueError(f"{path}: expected a top-level object with a 'database' mapping video ids to entries")
+    subsets = sorted({str(e.get("subset", "")).lower() for e in database.values() if isinstance(e, dict)})
+    if split.lower() not in subsets:
+        raise ValueError(f"{path}: no video of split {split!r}; subsets in the file: {subsets} (use --split)")
+    return gt
+
+
 def score_detections(detections: Sequence[Detections], annotation_json: str | Path, split: str,
                      tiou_thresholds: Sequence[float] | None = None) -> EvalResult:
     """Official ActivityNet-style mAP of ``detections`` against the ``split`` of ``annotation_json``."""
-    gt = json.loads(Path(annotation_json).read_text(encoding="utf-8"))
+    gt = read_ground_truth(annotation_json, split)
     preds = results_to_dict(detections, None)
     thr = np.linspace(0.3, 0.7, 5) if tiou_thresholds is None else np.asarray(tiou_thresholds, dtype=np.float64)
     return evaluate_detections(gt, preds, split=split, tiou_thresholds=thr)

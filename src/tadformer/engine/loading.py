@@ -8,9 +8,16 @@ from pathlib import Path
 
 import torch
 
-from tadformer.config import ExperimentConfig, apply_overrides, config_from_dict, config_to_dict, load_config
+from tadformer.config import (
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
 from tadformer.data.annotations import thumos14_class_names
-from tadformer.engine.checkpoint import load_checkpoint, load_model_weights
+from tadformer.engine.checkpoint import WeightsMismatchError, load_checkpoint, load_model_weights
 from tadformer.model import ActionFormer, build_model
 
 
@@ -53,7 +60,12 @@ def resolve_config(config_path: str | Path | None, ckpt: dict, overrides: Sequen
     if config_path is not None:
         cfg = load_config(config_path, overrides)
     elif isinstance(ckpt.get("config"), dict):
-        cfg = config_from_dict(apply_overrides(ckpt["config"], overrides))
+        raw = apply_overrides(ckpt["config"], overrides)
+        try:
+            cfg = config_from_dict(raw)
+        except ConfigError as err:
+            raise ConfigError(f"{ckpt_path}: the config stored in the checkpoint"
+                              f"{' (with the --set overrides)' if overrides else ''} is invalid: {err}") from None
     else:
         raise ValueError(f"{ckpt_path} holds no config (an official checkpoint?): pass the YAML config it was "
                          "trained with, e.g. `--config configs/thumos_i3d.yaml`")
@@ -87,7 +99,13 @@ def load_for_inference(ckpt_path: str | Path, config_path: str | Path | None = N
     ckpt = load_checkpoint(path, map_location="cpu")
     cfg = resolve_config(config_path, ckpt, overrides, seed, path)
     model = build_model(cfg)
-    desc = load_model_weights(model, ckpt, prefer_ema=use_ema)
+    try:
+        desc = load_model_weights(model, ckpt, prefer_ema=use_ema, source=path.name)
+    except WeightsMismatchError as err:
+        hint = ("\n  the checkpoint was trained with another architecture: omit the config to use the one stored "
+                "in the checkpoint" if config_path is not None and isinstance(ckpt.get("config"), dict) else
+                "\n  pass the YAML config the checkpoint was trained with (model and dataset sections)")
+        raise WeightsMismatchError(f"{err}{hint}") from None
     model = model.to(device or torch.device("cpu")).eval()
     return LoadedModel(cfg, model, class_names_for(cfg, ckpt, classes), f"{desc} ({path})", path)
 

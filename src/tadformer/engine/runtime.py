@@ -16,16 +16,20 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import FrameType
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 __all__ = [
-    "AMP_MODES", "Precision", "configure_cuda", "get_rank", "get_world_size", "is_main_process", "make_precision",
-    "resolve_device", "seed_everything", "synchronize",
+    "AMP_MODES", "Precision", "StopFlag", "configure_cuda", "get_rank", "get_world_size", "is_main_process",
+    "make_precision", "resolve_device", "seed_everything", "synchronize",
 ]
 
 AMP_MODES = ("off", "bf16", "fp16")
@@ -175,3 +179,29 @@ def make_precision(mode: str, device: torch.device | str) -> Precision:
         raise ValueError(f"--amp bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support; use --amp fp16")
     scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
     return Precision(mode, device.type, scaler)
+
+
+class StopFlag:
+    """Context manager turning SIGINT/SIGTERM into a flag (``signum``) checked between iterations.
+
+    A second signal raises ``KeyboardInterrupt`` at once. Outside the main thread it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:  # second signal: give up at once
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)

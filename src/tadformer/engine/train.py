@@ -23,27 +23,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from tadformer.assign import assign_batch
 from tadformer.config import ExperimentConfig, config_to_dict, dump_config
-from tadformer.data.annotations import read_annotations
-from tadformer.data.collate import collate_train
-from tadformer.data.dataset import FeatureDataset
-from tadformer.data.types import Batch, VideoSample
+from tadformer.data.types import Batch
 from tadformer.engine import distributed as D
+from tadformer.engine.batches import (
+    SeededItems,
+    batch_keys,
+    build_train_dataset,
+    epoch_batches,
+    seed_of,
+    train_loader,
+)
 from tadformer.engine.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -55,6 +55,7 @@ from tadformer.engine.ema import ModelEma
 from tadformer.engine.optim import build_optimizer, build_scheduler, total_epochs
 from tadformer.engine.runtime import (
     Precision,
+    StopFlag,
     configure_cuda,
     get_world_size,
     make_precision,
@@ -101,106 +102,6 @@ class _Progress:
     iter_in_epoch: int = 0  # batches of this epoch already consumed
     global_step: int = 0  # optimiser steps done
     skipped_steps: list[int] = field(default_factory=list)
-
-
-def _seed_of(*parts: int) -> int:
-    """A 63-bit seed derived from integers (stable across processes and platforms)."""
-    return int(np.random.SeedSequence([int(p) % (2**32) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
-
-
-class _SeededItems(Dataset[VideoSample]):
-    """Serves ``(epoch, index)`` keys, cropping each item with its own seeded generator."""
-
-    def __init__(self, dataset: FeatureDataset, seed: int) -> None:
-        self.dataset = dataset
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> VideoSample:  # type: ignore[override]
-        epoch, index = key
-        self.dataset.generator = torch.Generator().manual_seed(_seed_of(self.seed, epoch, index))
-        return self.dataset[index]
-
-
-def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The shuffled, ``drop_last`` batches of one epoch (deterministic in ``(seed, epoch)``)."""
-    gen = torch.Generator().manual_seed(_seed_of(seed, epoch, 0x5EED))
-    order = torch.randperm(num_items, generator=gen).tolist()
-    return [order[i:i + batch_size] for i in range(0, num_items - batch_size + 1, batch_size)]
-
-
-def build_train_dataset(cfg: ExperimentConfig, world_size: int = 1) -> tuple[FeatureDataset, tuple[str, ...]]:
-    """The training dataset of ``cfg.train_split`` and the class names of the annotation file."""
-    if not cfg.dataset.json_file:
-        raise ValueError("dataset.json_file is not set: point it at the annotation json (ActivityNet format)")
-    ann = read_annotations(cfg.dataset.json_file, splits=list(cfg.train_split), default_fps=cfg.dataset.default_fps)
-    dataset = FeatureDataset(ann.videos, cfg.dataset, is_training=True)
-    if len(dataset) < cfg.loader.batch_size * world_size:
-        raise ValueError(
-            f"training split {list(cfg.train_split)} of {cfg.dataset.json_file} has {len(dataset)} videos with "
-            f"features in {cfg.dataset.feat_folder} ({len(dataset.skipped_video_ids)} without a feature file), "
-            f"fewer than loader.batch_size={cfg.loader.batch_size}"
-            + (f" x {world_size} processes" if world_size > 1 else "")
-        )
-    return dataset, complete_class_names(ann.class_names, cfg)
-
-
-def complete_class_names(names: Sequence[str], cfg: ExperimentConfig) -> tuple[str, ...]:
-    """One name per class id: the annotation's names, gaps filled (THUMOS14 names, else ``class_<id>``)."""
-    from tadformer.data.annotations import thumos14_class_names
-
-    n = cfg.dataset.num_classes
-    fallback = thumos14_class_names() if cfg.dataset_name.startswith("thumos") and n == 20 else None
-    full = list(names[:n]) + [""] * max(0, n - len(names))
-    return tuple(name or (fallback[i] if fallback else f"class_{i}") for i, name in enumerate(full))
-
-
-def _batch_keys(batches: Sequence[Sequence[int]], epoch: int) -> list[list[tuple[int, int]]]:
-    return [[(epoch, i) for i in b] for b in batches]
-
-
-def _loader(items: _SeededItems, keys: list[list[tuple[int, int]]], cfg: ExperimentConfig,
-            device: torch.device) -> DataLoader:
-    return DataLoader(
-        items,  # type: ignore[arg-type]
-        batch_sampler=keys,  # type: ignore[arg-type]
-        collate_fn=partial(collate_train, max_seq_len=cfg.dataset.max_seq_len),
-        num_workers=int(cfg.loader.num_workers),
-        pin_memory=device.type == "cuda",
-        # a private generator: creating the iterator must not consume the global RNG (exact resume)
-        generator=torch.Generator().manual_seed(items.seed),
-    )
-
-
-class _StopFlag:
-    """Turns SIGINT/SIGTERM into a flag checked between iterations."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        if _is_main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:  # second signal: give up at once
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def _is_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 class NonFiniteLoss(RuntimeError):
@@ -329,7 +230,7 @@ class Trainer:
         # the model is built right after seeding, so its init equals the official one for this seed
         self.model: ActionFormer = build_model(cfg).to(self.device)
         if self.world > 1:  # distinct drop-path draws per process (rank 0 is not special)
-            torch.manual_seed(_seed_of(cfg.init_rand_seed, self.rank, 0xD15))
+            torch.manual_seed(seed_of(cfg.init_rand_seed, self.rank, 0xD15))
         net = D.wrap_model(self.model, env) if env is not None else self.model
         self.optimizer = build_optimizer(self.model, cfg.opt)
         self.accum = max(1, int(cfg.loader.accum_steps))
@@ -413,10 +314,10 @@ class Trainer:
         """This process's batches of ``epoch``: its slice of each global batch (all of it alone)."""
         batches = epoch_batches(len(self.dataset), self.cfg.loader.batch_size * self.world,
                                 self.cfg.init_rand_seed, epoch)[: self.steps_per_epoch * self.accum]
-        return _batch_keys([D.rank_slice(b, self.rank, self.world) for b in batches], epoch)
+        return batch_keys([D.rank_slice(b, self.rank, self.world) for b in batches], epoch)
 
-    def run(self, stop: _StopFlag) -> None:
-        items = _SeededItems(self.dataset, self.cfg.init_rand_seed)
+    def run(self, stop: StopFlag) -> None:
+        items = SeededItems(self.dataset, self.cfg.init_rand_seed)
         total_steps = self.max_epochs * self.steps_per_epoch
         bar = tqdm(total=total_steps, initial=self.state.global_step, disable=not (self.opts.progress and self.is_main),
                    desc="train", unit="step", dynamic_ncols=True)
@@ -442,12 +343,12 @@ class Trainer:
                 self.log(f"epoch {self.state.epoch}/{self.max_epochs} done, "
                          f"lr={self.optimizer.param_groups[0]['lr']:.3e}")
 
-    def _run_epoch(self, items: _SeededItems, stop: _StopFlag, bar: tqdm, log: Any) -> bool:
+    def _run_epoch(self, items: SeededItems, stop: StopFlag, bar: tqdm, log: Any) -> bool:
         """Train the rest of the current epoch; True if stopped early (signal or ``max_steps``)."""
         self.parts.model.train()
         keys = self.epoch_keys(self.state.epoch)[self.state.iter_in_epoch:]
         pending: list[Batch] = []
-        for batch in _loader(items, keys, self.cfg, self.device):
+        for batch in train_loader(items, keys, self.cfg, self.device):
             pending.append(batch)
             self.state.iter_in_epoch += 1
             if len(pending) < self.accum:
@@ -546,7 +447,7 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, opts: FitOptions, env: D.DistEnv 
         (run_dir / "class_names.json").write_text(json.dumps(list(trainer.class_names)), encoding="utf-8")
         setup.update(device=str(trainer.device), backend=env.backend if env is not None else None)
         (run_dir / "train_setup.json").write_text(json.dumps(setup, indent=2), encoding="utf-8")
-    with _StopFlag() as stop:
+    with StopFlag() as stop:
         trainer.run(stop)
     if trainer.state.epoch >= trainer.max_epochs:
         return trainer.ckpt_dir / f"epoch_{trainer.max_epochs:03d}.pth.tar"

@@ -2,8 +2,8 @@
 
 Queries, keys and values are made by a depthwise masked conv (kernel 3, or ``stride + 1`` when
 downsampling), a channel LayerNorm and a 1x1 conv. :class:`LocalMaskedMHCA` attends within a band
-``|i - j| <= window_size // 2``; it is computed slot by slot over the ``window_size`` band offsets,
-so memory is O(T * window) and no ``[T, T]`` matrix is built. Its masking reproduces the official
+``|i - j| <= window_size // 2``; it is computed with block matmuls and a skew to cut out the band,
+so memory is O(T * window) and no ``[T, T]`` matrix (nor the official sliding chunks) is built. Its masking reproduces the official
 sliding-chunk code exactly (up to float summation order):
 
 - band slots outside the sequence get ``-inf``;
@@ -25,10 +25,14 @@ MASKED_KEY_SCORE = -1e4  # additive score of a padded key inside the band (offic
 
 
 def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, window_overlap: int,
-                     dropout_p: float = 0.0, training: bool = False) -> Tensor:
-    """Local (banded) masked attention, official semantics, O(T * window) memory.
+                     dropout_p: float = 0.0, training: bool = False, block: int = 32) -> Tensor:
+    """Local (banded) masked attention, official semantics, O(T * (block + window)) memory.
 
-    Channel-first layout, so the per-offset products run along contiguous time steps.
+    Queries are cut into blocks of ``block`` steps; each block is multiplied with the
+    ``block + 2w`` keys it can see (one batched matmul), and the band of every query row is cut
+    out by a skew (pad + reshape, no gather). The weighted sum of the values is the reverse:
+    the band probabilities are skewed back into ``[block, block + 2w]`` rows and multiplied with
+    the value windows. Only float summation order differs from a per-offset loop.
 
     Args:
         q: ``[N, d, T]`` queries, already multiplied by the softmax scale (N = B * heads).
@@ -38,32 +42,49 @@ def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, window_overl
         window_overlap: w; query i sees keys ``i - w .. i + w``.
         dropout_p: dropout on the attention weights (active only when ``training``).
         training: whether dropout is active.
+        block: query block length (speed only; the result does not depend on it).
 
     Returns:
         ``[N, d, T]`` attention output; masked queries (time steps) are 0.
     """
-    t = q.shape[-1]
+    n, d, t = q.shape
     w = window_overlap
     n_slots = 2 * w + 1
-    k_pad = F.pad(k, (w, w))  # [N, d, T + 2w]; slot j of query i is key i + j - w
-    v_pad = F.pad(v, (w, w))
-    scores = torch.stack([(q * k_pad[:, :, j : j + t]).sum(1) for j in range(n_slots)], dim=1)  # [N,W,T]
+    c = min(block, t)
+    n_blocks = -(-t // c)
+    t_blocks = n_blocks * c
+    span = c + 2 * w  # keys seen by one query block
+    q_blk = F.pad(q.transpose(1, 2), (0, 0, 0, t_blocks - t)).reshape(n, n_blocks, c, d)
+    k_win = F.pad(k.transpose(1, 2), (0, 0, w, t_blocks - t + w)).unfold(1, span, c)  # [N, nb, d, span]
+    # groups of blocks keep every intermediate no larger than the [N, T, W] band itself
+    group = max(1, (t * n_slots) // (c * (span + 1)))
+    bands = []
+    for g in range(0, n_blocks, group):
+        full = torch.matmul(q_blk[:, g : g + group], k_win[:, g : g + group])  # [N, g, c, span]
+        nbg = full.shape[1]  # row a holds keys a-w..a+w at columns a..a+2w: unskew
+        band = F.pad(full.reshape(n, nbg, c * span), (0, c)).reshape(n, nbg, c, span + 1)
+        bands.append(band[..., :n_slots])
+    scores = torch.cat(bands, 1).reshape(n, t_blocks, n_slots)[:, :t]  # [N, T, W]; slot j = key i + j - w
 
     # additive -1e4 for padded keys (keys beyond the sequence are handled by -inf below)
-    key_valid = F.pad(mask, (w, w), value=True).unfold(1, n_slots, 1).transpose(1, 2)  # [N, W, T]
+    key_valid = F.pad(mask, (w, w), value=True).unfold(1, n_slots, 1)  # [N, T, W]
     scores = scores + torch.where(key_valid, 0.0, MASKED_KEY_SCORE).to(scores.dtype)
-    key_pos = torch.arange(t, device=q.device)[None, :] + torch.arange(-w, w + 1, device=q.device)[:, None]
-    outside = (key_pos < 0) | (key_pos >= t)  # [W, T]
-    scores = scores.masked_fill(outside, float("-inf"))
+    key_pos = torch.arange(t, device=q.device)[:, None] + torch.arange(-w, w + 1, device=q.device)[None, :]
+    scores = scores.masked_fill((key_pos < 0) | (key_pos >= t), float("-inf"))
 
-    probs = torch.softmax(scores, dim=1)
-    probs = probs.masked_fill(~mask[:, None, :], 0.0)  # [N, W, T]
+    probs = torch.softmax(scores, dim=-1).masked_fill(~mask[:, :, None], 0.0)  # [N, T, W]
     probs = F.dropout(probs, dropout_p, training)
 
-    out = probs[:, 0:1] * v_pad[:, :, 0:t]
-    for j in range(1, n_slots):
-        out = out + probs[:, j : j + 1] * v_pad[:, :, j : j + t]
-    return out
+    # skew back: [N, nb, c, W] -> [N, nb, c, span] with row a shifted right by a
+    p_blk = F.pad(probs, (0, 0, 0, t_blocks - t)).reshape(n, n_blocks, c, n_slots)
+    v_win = F.pad(v.transpose(1, 2), (0, 0, w, t_blocks - t + w)).unfold(1, span, c)  # [N, nb, d, span]
+    outs = []
+    for g in range(0, n_blocks, group):
+        p_g = p_blk[:, g : g + group]
+        nbg = p_g.shape[1]
+        p_full = F.pad(p_g, (0, span + 1 - n_slots)).reshape(n, nbg, c * (span + 1))[..., : c * span]
+        outs.append(torch.matmul(p_full.reshape(n, nbg, c, span), v_win[:, g : g + group].transpose(-1, -2)))
+    return torch.cat(outs, 1).reshape(n, t_blocks, d)[:, :t].transpose(1, 2)  # [N, d, T]
 
 
 class _ConvQKV(nn.Module):
@@ -158,7 +179,7 @@ class LocalMaskedMHCA(_ConvQKV):
         flat_mask = kv_mask.expand(b, h, t).reshape(b * h, t)  # [B*heads, T']
         out = banded_attention(q.reshape(b * h, d, t), k.reshape(b * h, d, t), v.reshape(b * h, d, t),
                                flat_mask, self.window_overlap, self.attn_drop.p, self.training)
-        return self._output(out.view(b, h * d, t), qx_mask), qx_mask
+        return self._output(out.reshape(b, h * d, t), qx_mask), qx_mask
 
 
 class MaskedMHCA(_ConvQKV):

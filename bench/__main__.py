@@ -1,0 +1,93 @@
+"""``python -m bench {setup-official,all,train,infer,nms,eval,flops,parity}``: tadformer vs official ActionFormer.
+
+Every figure is measured side by side in one run (fresh subprocess per measurement, alternating
+ours/official) and reported as a ratio ours/official. Results go to ``bench/results/`` (json) and are
+printed as a markdown table for ``BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+from bench import driver
+
+INFER_LENGTHS = (2304, 4608, 12534)
+
+
+def _plan(what: str, rounds: int, repeats: int) -> list[tuple[str, str, dict[str, Any], int]]:
+    plan: list[tuple[str, str, dict[str, Any], int]] = []
+    if what in ("all", "train"):
+        plan.append(("train step (B=2, T=2304)", "train", {"length": 2304, "repeats": repeats}, rounds))
+    if what in ("all", "infer"):
+        for length in INFER_LENGTHS:
+            reps = repeats if length < 10000 else max(1, repeats - 1)
+            plan.append((f"inference T={length}", "infer", {"length": length, "repeats": reps}, rounds))
+    if what in ("all", "nms"):
+        plan.append(("decode + soft-NMS per video", "nms", {"videos": 6, "repeats": 3}, rounds))
+    if what in ("all", "eval"):
+        plan.append(("evaluation 213 x 200", "eval", {"repeats": 1}, max(2, rounds - 1)))
+    return plan
+
+
+def _fmt_time(sec: float) -> str:
+    return f"{sec * 1e3:.1f} ms" if sec < 1 else f"{sec:.2f} s"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [f"Command: `{results['command']}`  ", f"Machine: {results['machine']}", "",
+             "| measurement | ours | official | ratio ours/official | peak MiB ours | peak MiB official "
+             "| peak ratio |", "|---|---|---|---|---|---|---|"]
+    for row in results["comparisons"]:
+        t, p = row["times"], row.get("peak_mb")
+        peak = (f"{p['ours']:.0f} | {p['official']:.0f} | {p['ratio']:.2f}" if p else "- | - | -")
+        lines.append(f"| {row['name']} | {_fmt_time(t['ours'])} | {_fmt_time(t['official'])} | "
+                     f"**{t['ratio']:.2f}** | {peak} |")
+    fl = results.get("flops")
+    if fl:
+        lines += ["", f"Matmul peak (2048x2048 sgemm, same run): {fl['matmul_gflops']:.1f} GFLOP/s", "",
+                  "| T | GFLOP per video | achieved GFLOP/s ours | official | % of sgemm peak ours |",
+                  "|---|---|---|---|---|"]
+        for length, flops in fl["flops"].items():
+            row = next((r for r in results["comparisons"] if r["name"] == f"inference T={length}"), None)
+            if row is None:
+                lines.append(f"| {length} | {flops / 1e9:.1f} | - | - | - |")
+                continue
+            ours, off = flops / row["times"]["ours"] / 1e9, flops / row["times"]["official"] / 1e9
+            lines.append(f"| {length} | {flops / 1e9:.1f} | {ours:.1f} | {off:.1f} | "
+                         f"{100 * ours / fl['matmul_gflops']:.0f}% |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["setup-official", "all", "train", "infer", "nms", "eval", "flops", "parity"])
+    parser.add_argument("--rounds", type=int, default=2, help="alternating subprocess rounds per side")
+    parser.add_argument("--repeats", type=int, default=2, help="timed repeats inside each subprocess")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="parity: training seeds")
+    args = parser.parse_args(argv)
+    if args.what == "setup-official":
+        driver.setup_official()
+        return
+    if args.what == "parity":
+        from bench import parity
+
+        parity.main(args.seeds, args.threads)
+        return
+    results: dict[str, Any] = {"command": "python -m bench " + " ".join(map(shlex.quote, argv or sys.argv[1:])),
+                               "machine": driver.machine_info(), "comparisons": []}
+    for name, task, targs, rounds in _plan(args.what, args.rounds, args.repeats):
+        print(f"{name} ...", flush=True)
+        results["comparisons"].append(driver.compare(name, task, targs, rounds, args.threads).summary())
+    if args.what in ("all", "flops"):
+        results["flops"] = driver.run_worker("ours", "flops", {"lengths": list(INFER_LENGTHS)}, args.threads)
+    path = driver.save(results)
+    print(markdown(results))
+    print(f"\nresults: {path}")
+
+
+if __name__ == "__main__":
+    main()

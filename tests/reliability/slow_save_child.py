@@ -1,0 +1,32 @@
+"""``python slow_save_child.py ARGS``: the tadformer CLI with checkpoint fsyncs slowed down.
+
+The kill tests run this instead of ``python -m tadformer`` when they want to SIGKILL the process
+while a checkpoint is being written: ``os.fsync`` of a ``*.tmp`` file under ``checkpoints/``
+sleeps ``SLOW_FSYNC_SEC`` seconds (default 60) first, so the temp file sits there, fully
+written but not yet renamed, until the test kills the process. Linux only (``/proc/self/fd``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from tadformer.cli import main
+
+_real_fsync = os.fsync
+
+
+def _slow_fsync(fd: int) -> None:
+    try:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        name = ""
+    if name.endswith(".tmp") and f"{os.sep}checkpoints{os.sep}" in name:
+        time.sleep(float(os.environ.get("SLOW_FSYNC_SEC", "60")))
+    _real_fsync(fd)
+
+
+if __name__ == "__main__":
+    os.fsync = _slow_fsync
+    sys.exit(main(sys.argv[1:]))
