@@ -17,18 +17,27 @@ from bench import driver
 INFER_LENGTHS = (2304, 4608, 12534)
 
 
-def _plan(what: str, rounds: int, repeats: int) -> list[tuple[str, str, dict[str, Any], int]]:
-    plan: list[tuple[str, str, dict[str, Any], int]] = []
+Plan = list[tuple[str, str, dict[str, Any], int, dict[str, Any]]]
+FUSED = {"fused_ln": True}
+
+
+def _plan(what: str, rounds: int, repeats: int) -> Plan:
+    """(name, task, args for both sides, rounds, extra args for our side) per comparison."""
+    plan: Plan = []
     if what in ("all", "train"):
-        plan.append(("train step (B=2, T=2304)", "train", {"length": 2304, "repeats": repeats}, rounds))
+        args = {"length": 2304, "repeats": repeats}
+        plan.append(("train step (B=2, T=2304)", "train", args, rounds, {}))
+        plan.append(("train step, fused LN (opt-in)", "train", args, rounds, FUSED))
     if what in ("all", "infer"):
         for length in INFER_LENGTHS:
-            reps = repeats if length < 10000 else max(1, repeats - 1)
-            plan.append((f"inference T={length}", "infer", {"length": length, "repeats": reps}, rounds))
+            args = {"length": length, "repeats": repeats if length < 10000 else 1}
+            plan.append((f"inference T={length}", "infer", args, rounds, {}))
+            if length == INFER_LENGTHS[0]:
+                plan.append((f"inference T={length}, fused LN (opt-in)", "infer", args, rounds, FUSED))
     if what in ("all", "nms"):
-        plan.append(("decode + soft-NMS per video", "nms", {"videos": 6, "repeats": 3}, rounds))
+        plan.append(("decode + soft-NMS per video", "nms", {"videos": 6, "repeats": 3}, rounds, {}))
     if what in ("all", "eval"):
-        plan.append(("evaluation 213 x 200", "eval", {"repeats": 1}, max(2, rounds - 1)))
+        plan.append(("evaluation 213 x 200", "eval", {"repeats": 1}, max(2, rounds - 1), {}))
     return plan
 
 
@@ -79,9 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     results: dict[str, Any] = {"command": "python -m bench " + " ".join(map(shlex.quote, argv or sys.argv[1:])),
                                "machine": driver.machine_info(), "comparisons": []}
-    for name, task, targs, rounds in _plan(args.what, args.rounds, args.repeats):
+    for name, task, targs, rounds, extra in _plan(args.what, args.rounds, args.repeats):
         print(f"{name} ...", flush=True)
-        results["comparisons"].append(driver.compare(name, task, targs, rounds, args.threads).summary())
+        results["comparisons"].append(driver.compare(name, task, targs, rounds, args.threads, extra).summary())
     if args.what in ("all", "flops"):
         results["flops"] = driver.run_worker("ours", "flops", {"lengths": list(INFER_LENGTHS)}, args.threads)
     path = driver.save(results)

@@ -69,6 +69,7 @@ class Comparison:
     name: str
     task: str
     args: dict[str, Any]
+    ours_extra: dict[str, Any] = field(default_factory=dict)
     ours: list[dict[str, Any]] = field(default_factory=list)
     official: list[dict[str, Any]] = field(default_factory=list)
 
@@ -90,13 +91,14 @@ class Comparison:
         return out
 
 
-def compare(name: str, task: str, args: dict[str, Any], rounds: int, threads: int) -> Comparison:
-    comp = Comparison(name, task, args)
+def compare(name: str, task: str, args: dict[str, Any], rounds: int, threads: int,
+            ours_extra: dict[str, Any] | None = None) -> Comparison:
+    comp = Comparison(name, task, args, dict(ours_extra or {}))
     for r in range(rounds):
         order = ("ours", "official") if r % 2 == 0 else ("official", "ours")
         for side in order:
             start = time.perf_counter()
-            res = run_worker(side, task, args, threads)
+            res = run_worker(side, task, {**args, **comp.ours_extra} if side == "ours" else args, threads)
             (comp.ours if side == "ours" else comp.official).append(res)
             print(f"  [{name}] round {r + 1}/{rounds} {side:8s} median "
                   f"{statistics.median(res['times']):.4f} s ({time.perf_counter() - start:.0f} s wall)", flush=True)

@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def official_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     return cfg
 
 
-def build_model(cfg: dict[str, Any], seed: int = 0) -> torch.nn.Module:
+def build_model(cfg: dict[str, Any], seed: int = 0) -> Any:
     import actionformer
 
     torch.manual_seed(seed)
@@ -147,7 +148,8 @@ def task_eval(repeats: int) -> dict[str, Any]:
     return {"times": times, "average_mAP": float(avg_map)}
 
 
-TASKS = {"infer": task_infer, "train": task_train, "nms": task_nms, "eval": task_eval}
+TASKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "infer": task_infer, "train": task_train, "nms": task_nms, "eval": task_eval}
 
 
 def main() -> None:

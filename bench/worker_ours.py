@@ -5,10 +5,11 @@ Usage (by the driver): ``python -m bench.worker_ours TASK JSON_ARGS``; prints ``
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from tadformer.engine.train import TrainParts, train_step
 from tadformer.losses import LossNormalizer
 from tadformer.metrics import evaluate_detections
 from tadformer.model import ActionFormer, build_model, make_points
+from tadformer.model.layers import use_fused_layer_norm
 from tadformer.postprocess import postprocess_batch, postprocess_video
 
 
@@ -31,9 +33,12 @@ def thumos_config(overrides: list[str] | None = None) -> ExperimentConfig:
     return load_config(packaged_config(), overrides or [])
 
 
-def model_for(cfg: ExperimentConfig, seed: int = 0) -> ActionFormer:
+def model_for(cfg: ExperimentConfig, seed: int = 0, fused_ln: bool = False) -> ActionFormer:
     torch.manual_seed(seed)
-    return build_model(cfg)
+    model = build_model(cfg)
+    if fused_ln:  # opt-in fast path (rounding differs by ~1 ulp from the official formula)
+        use_fused_layer_norm(model)
+    return model
 
 
 def sample(idx: int, length: int, with_gt: bool) -> VideoSample:
@@ -46,10 +51,10 @@ def sample(idx: int, length: int, with_gt: bool) -> VideoSample:
         feat_stride=cases.FEAT_STRIDE, feat_num_frames=cases.NUM_FRAMES)
 
 
-def task_infer(length: int, repeats: int) -> dict[str, Any]:
+def task_infer(length: int, repeats: int, fused_ln: bool = False) -> dict[str, Any]:
     """End-to-end inference of one video: pad, network, decode, soft-NMS, seconds."""
     cfg = thumos_config()
-    model = model_for(cfg).eval()
+    model = model_for(cfg, fused_ln=fused_ln).eval()
     batch = collate_eval([sample(0, length, with_gt=False)], cfg.dataset.max_seq_len, model.pad_multiple)
 
     def run() -> None:
@@ -67,11 +72,11 @@ def task_infer(length: int, repeats: int) -> dict[str, Any]:
     return {"times": times, "peak_mb": peak.mb}
 
 
-def task_train(length: int, repeats: int, batch_size: int = 2) -> dict[str, Any]:
+def task_train(length: int, repeats: int, batch_size: int = 2, fused_ln: bool = False) -> dict[str, Any]:
     """Training steps through ``engine.train_step`` (zero_grad, forward, target assignment, losses,
     backward, grad clipping, AdamW step, scheduler step, EMA update)."""
     cfg = thumos_config()
-    model = model_for(cfg).train()
+    model = model_for(cfg, fused_ln=fused_ln).train()
     optimizer = build_optimizer(model, cfg.opt)
     parts = TrainParts(model, optimizer, build_scheduler(optimizer, cfg.opt, 100), ModelEma(model, 0.999),
                        LossNormalizer(float(cfg.train_cfg.init_loss_norm)))
@@ -136,7 +141,8 @@ def task_flops(lengths: list[int]) -> dict[str, Any]:
     return {"flops": flops, "matmul_gflops": matmul_peak_gflops()}
 
 
-TASKS = {"infer": task_infer, "train": task_train, "nms": task_nms, "eval": task_eval, "flops": task_flops}
+TASKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "infer": task_infer, "train": task_train, "nms": task_nms, "eval": task_eval, "flops": task_flops}
 
 
 def main() -> None:

@@ -72,6 +72,7 @@ EXTRA_KEYS = {
     "output_folder": None, "dataset.json_file": None, "dataset.feat_folder": None,
     "dataset.file_prefix": None, "dataset.file_ext": None, "loader.accum_steps": 1,
     "opt.early_stop_epochs": None,
+    "opt.ema_decay": 0.999,
 }
 
 # SPEC §1.2, "effective" column for configs/thumos_i3d.yaml: every row.
@@ -195,11 +196,12 @@ def test_golden_tiny_config(golden_dir: Path) -> None:
     expected = dataclasses.replace(
         thumos, **{s: dataclasses.replace(getattr(thumos, s), **kv) for s, kv in changed.items()})
     assert cfg == expected
-    # the dump equals the official dict minus the derived copies in `model`, plus our two extras
+    # the dump equals the official dict minus the derived copies in `model`, plus our extras
     for key in ("input_dim", "num_classes", "max_seq_len", "train_cfg", "test_cfg"):
         del raw["model"][key]
     raw["loader"]["accum_steps"] = 1
     raw["opt"]["early_stop_epochs"] = None
+    raw["opt"]["ema_decay"] = 0.999
     assert config_to_dict(cfg) == raw
 
 

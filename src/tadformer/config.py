@@ -193,6 +193,7 @@ class OptConfig:
     schedule_steps: tuple[int, ...] = ()  # multistep milestones, in epochs excluding warmup
     schedule_gamma: float = 0.1
     early_stop_epochs: int | None = None  # read by the official train.py; None = epochs + warmup_epochs
+    ema_decay: float = 0.999  # tadformer extra: model-EMA decay per optimiser step (official: fixed 0.999)
 
 
 @dataclass(frozen=True)
@@ -596,6 +597,7 @@ def _range_problems(cfg: ExperimentConfig) -> list[str]:
         ("opt.warmup_epochs", o.warmup_epochs, o.warmup_epochs >= 0, ">= 0"),
         ("opt.schedule_steps", o.schedule_steps, all(v >= 0 for v in o.schedule_steps), "non-negative"),
         ("opt.schedule_gamma", o.schedule_gamma, o.schedule_gamma > 0, "> 0"),
+        ("opt.ema_decay", o.ema_decay, 0.0 <= o.ema_decay < 1.0, "in [0, 1)"),
         ("opt.early_stop_epochs", o.early_stop_epochs,
          o.early_stop_epochs is None or o.early_stop_epochs >= 1, ">= 1 or null"),
     ]

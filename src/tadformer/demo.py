@@ -42,6 +42,8 @@ DEMO_RECIPE: tuple[str, ...] = (
     "opt.learning_rate=0.001",
     "loader.batch_size=4", "loader.num_workers=0",
     "train_cfg.droppath=0.1",
+    # ~300 optimiser steps instead of 3500: an EMA time constant of 100 steps instead of 1000
+    "opt.ema_decay=0.99",
 )
 
 

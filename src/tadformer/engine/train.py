@@ -239,7 +239,7 @@ class Trainer:
         if self.steps_per_epoch < 1:
             raise ValueError(f"loader.accum_steps={self.accum} exceeds the {self.batches_per_epoch} batches per epoch")
         self.scheduler = build_scheduler(self.optimizer, cfg.opt, self.steps_per_epoch)
-        self.ema = ModelEma(self.model, decay=0.999)
+        self.ema = ModelEma(self.model, decay=float(cfg.opt.ema_decay))
         self.normalizer = LossNormalizer(float(cfg.train_cfg.init_loss_norm))
         self.precision = make_precision(opts.amp, self.device)
         self.parts = TrainParts(net, self.optimizer, self.scheduler, self.ema, self.normalizer, self.precision)

@@ -3,8 +3,8 @@
 Queries, keys and values are made by a depthwise masked conv (kernel 3, or ``stride + 1`` when
 downsampling), a channel LayerNorm and a 1x1 conv. :class:`LocalMaskedMHCA` attends within a band
 ``|i - j| <= window_size // 2``; it is computed with block matmuls and a skew to cut out the band,
-so memory is O(T * window) and no ``[T, T]`` matrix (nor the official sliding chunks) is built. Its masking reproduces the official
-sliding-chunk code exactly (up to float summation order):
+so memory is O(T * window) and no ``[T, T]`` matrix (nor the official sliding chunks) is built.
+Its masking reproduces the official sliding-chunk code exactly (up to float summation order):
 
 - band slots outside the sequence get ``-inf``;
 - keys whose mask is False get an additive ``-1e4`` (not ``-inf``);

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tadformer.model.attention import LocalMaskedMHCA, MaskedMHCA
 from tadformer.model.layers import AffineDropPath, ChannelLayerNorm, MaskedConv1d, sinusoid_encoding
+
+# eval-mode MLP chunk (time steps): the [B, 4D, T] hidden is built chunk by chunk (1x1 convs are pointwise
+# in time, so only float rounding can differ); bounds inference memory on long videos
+MLP_CHUNK_STEPS = 1152
 
 
 class TransformerBlock(nn.Module):
@@ -70,8 +75,15 @@ class TransformerBlock(nn.Module):
         out, out_mask = self.attn(self.ln1(x), mask)
         m = out_mask.to(out.dtype)
         out = self.pool_skip(x) * m + self.drop_path_attn(out)
-        out = out + self.drop_path_mlp(self.mlp(self.ln2(out)) * m)
+        out = out + self.drop_path_mlp(self._mlp(self.ln2(out)) * m)
         return out, out_mask
+
+    def _mlp(self, x: Tensor) -> Tensor:
+        """The pointwise MLP; in eval mode it runs over time chunks so the 4x-wide hidden stays small."""
+        t = x.shape[-1]
+        if self.training or t <= MLP_CHUNK_STEPS:
+            return self.mlp(x)
+        return torch.cat([self.mlp(x[..., s : s + MLP_CHUNK_STEPS]) for s in range(0, t, MLP_CHUNK_STEPS)], dim=-1)
 
 
 def _zero_linear_biases(module: nn.Module) -> None:
