@@ -30,7 +30,8 @@ RECIPE = {
     "loader.num_workers": 1,
 }
 SYNTH_ARGS = ["--train-videos", "60", "--test-videos", "30", "--input-dim", "256", "--duration-scale", "0.3",
-              "--seed", "0"]
+              "--seed", "1"]  # seed 1: every class occurs in the training split (the official
+# THUMOS dataset class asserts that)
 
 
 def _env(threads: int) -> dict[str, str]:

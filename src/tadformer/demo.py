@@ -33,7 +33,7 @@ class DemoSize:
 
 
 FULL = DemoSize(train_videos=80, test_videos=40, input_dim=256, duration_scale=0.3, epochs=12, warmup_epochs=2)
-QUICK = DemoSize(train_videos=16, test_videos=8, input_dim=64, duration_scale=0.2, epochs=3, warmup_epochs=1)
+QUICK = DemoSize(train_videos=16, test_videos=8, input_dim=64, duration_scale=0.2, epochs=8, warmup_epochs=1)
 
 # Config overrides on top of the THUMOS14 config the generator writes (official key names).
 DEMO_RECIPE: tuple[str, ...] = (

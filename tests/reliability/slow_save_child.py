@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
 from tadformer.cli import main
 
@@ -19,7 +20,7 @@ _real_fsync = os.fsync
 _saves = {"n": 0}
 
 
-def _slow_fsync(fd: int) -> None:
+def _slow_fsync(fd: Any) -> None:
     try:
         name = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 import tadformer.engine.checkpoint as checkpoint_mod
+from tadformer.data.types import VideoMeta
 from tadformer.engine.checkpoint import CheckpointWriteError, load_checkpoint, save_checkpoint
 from tadformer.engine.evaluate import RawOutputs, RawVideoOutput
-from tadformer.data.types import VideoMeta
 from tadformer.postprocess import Detections
 from tadformer.results_io import write_results_csv, write_results_json
 

@@ -8,8 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rel_helpers import one_thread  # noqa: F401  (autouse)
-from rel_helpers import assert_error, copy_dataset, eval_video_ids, run_cli, train_args, train_video_ids
+from rel_helpers import (
+    assert_error,
+    copy_dataset,
+    eval_video_ids,
+    one_thread,  # noqa: F401  (autouse)
+    run_cli,
+    train_args,
+    train_video_ids,
+)
 
 Mutator = Callable[[dict[str, Any], str], Any]
 

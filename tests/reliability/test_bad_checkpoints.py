@@ -11,8 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from rel_helpers import one_thread  # noqa: F401  (autouse)
-from rel_helpers import assert_error, run_cli, train_args
+from rel_helpers import (
+    assert_error,
+    one_thread,  # noqa: F401  (autouse)
+    run_cli,
+    train_args,
+)
 
 from tadformer.config import config_to_dict
 from tadformer.engine.checkpoint import save_checkpoint
@@ -69,6 +73,7 @@ CASES: dict[str, tuple[Callable[..., None], tuple[str, ...]]] = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("command", ["eval", "infer"])
 def test_unreadable_checkpoint(case: str, command: str, good_ckpt: Path, tiny_cfg, tiny_synth, tmp_path: Path,

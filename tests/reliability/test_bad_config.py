@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rel_helpers import one_thread  # noqa: F401  (autouse)
-from rel_helpers import assert_error, run_cli, sets
+from rel_helpers import (
+    assert_error,
+    one_thread,  # noqa: F401  (autouse)
+    run_cli,
+    sets,
+)
 
 
 def _edit(text: str, old: str, new: str) -> str:

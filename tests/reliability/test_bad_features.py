@@ -11,8 +11,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from rel_helpers import one_thread  # noqa: F401  (autouse)
-from rel_helpers import assert_error, copy_dataset, eval_video_ids, run_cli, train_args, train_video_ids
+from rel_helpers import (
+    assert_error,
+    copy_dataset,
+    eval_video_ids,
+    one_thread,  # noqa: F401  (autouse)
+    run_cli,
+    train_args,
+    train_video_ids,
+)
 
 from tadformer.config import config_to_dict
 from tadformer.engine.checkpoint import save_checkpoint
@@ -24,6 +31,10 @@ C = 16  # input_dim of the tiny dataset
 
 def _save(array: np.ndarray, **kwargs: Any) -> Callable[[Path], None]:
     return lambda p: np.save(p, array, **kwargs)
+
+
+def _write_text(p: Path, text: str) -> None:
+    p.write_text(text)
 
 
 def _truncate(p: Path) -> None:
@@ -45,8 +56,8 @@ BAD_FILES: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
     "pickled_objects": (_save(np.array([{"a": 1}], dtype=object), allow_pickle=True),
                         ("holds Python objects (a pickled array)",)),
     "truncated": (_truncate, ("is truncated",)),
-    "zero_bytes": (lambda p: p.write_bytes(b""), ("is not a .npy file",)),
-    "text": (lambda p: p.write_text("1,2,3\n"), ("is not a .npy file",)),
+    "zero_bytes": (lambda p: _write_text(p, ""), ("is not a .npy file",)),
+    "text": (lambda p: _write_text(p, "1,2,3\n"), ("is not a .npy file",)),
     "npz_archive": (lambda p: np.savez(open(p, "wb"), np.zeros((5, C))), ("is a zip/.npz archive",)),
 }
 

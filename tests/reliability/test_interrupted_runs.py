@@ -20,8 +20,12 @@ from typing import Any
 
 import pytest
 import torch
-from rel_helpers import one_thread  # noqa: F401  (autouse)
-from rel_helpers import assert_error, run_cli, train_args
+from rel_helpers import (
+    assert_error,
+    one_thread,  # noqa: F401  (autouse)
+    run_cli,
+    train_args,
+)
 
 import tadformer.engine.checkpoint as checkpoint_mod
 from tadformer.engine.checkpoint import load_checkpoint

@@ -64,6 +64,8 @@ from tadformer.engine.runtime import (
 )
 from tadformer.losses import LossNormalizer, check_finite, compute_losses
 from tadformer.model import ActionFormer, build_model
+from tadformer.model.outputs import HeadOutputs
+from tadformer.results_io import atomic_write_text
 
 LAST_CKPT = "last.pth.tar"
 
@@ -126,6 +128,11 @@ def batch_losses(model: torch.nn.Module, batch: Batch, cfg: ExperimentConfig,
     compute the official losses (always in float32)."""
     with (precision or Precision()).autocast():
         outputs = model(batch.feats, batch.mask)
+    bad = _nonfinite_output(outputs)
+    if bad is not None:  # e.g. extreme feature values: report it like a non-finite loss (caught per step)
+        nan = torch.tensor(float("nan"), device=batch.feats.device)
+        return {"cls_loss": nan, "reg_loss": nan, "final_loss": nan, "num_pos": torch.zeros((), dtype=torch.int64),
+                "nonfinite_output": torch.tensor(True), "where": torch.tensor(bad)}
     tr = cfg.train_cfg
     cls_t, reg_t = assign_batch(
         outputs.points, batch.segments_grid, batch.labels, cfg.dataset.num_classes,
@@ -133,6 +140,15 @@ def batch_losses(model: torch.nn.Module, batch: Batch, cfg: ExperimentConfig,
     )
     return compute_losses(outputs, cls_t, reg_t, normalizer, cfg.dataset.num_classes,
                           label_smoothing=tr.label_smoothing, loss_weight=tr.loss_weight)
+
+
+def _nonfinite_output(outputs: HeadOutputs) -> int | None:
+    """Index of the first pyramid level whose logits/offsets are NaN/Inf at a valid step, else None."""
+    for level, (logits, offsets, mask) in enumerate(zip(outputs.cls_logits, outputs.offsets, outputs.masks)):
+        valid = mask.unsqueeze(-1)
+        if not (torch.isfinite(logits).logical_or(~valid).all() and torch.isfinite(offsets).logical_or(~valid).all()):
+            return level
+    return None
 
 
 class _Provisional(LossNormalizer):
@@ -176,8 +192,14 @@ def train_step(parts: TrainParts, batches: Sequence[Batch], cfg: ExperimentConfi
             stats = D.all_reduce_sum([float(losses[k].item()) for k in _STATS] + [float(bad is not None)])
             if stats[-1] > 0:
                 parts.optimizer.zero_grad(set_to_none=True)
-                where = (f"non-finite {bad} ({losses[bad].item()}) on videos {[m.video_id for m in batch.metas]}"
-                         if bad is not None else "non-finite loss on another process")
+                ids = [m.video_id for m in batch.metas]
+                if "nonfinite_output" in losses:
+                    where = (f"non-finite network output (pyramid level {int(losses['where'])}, before the losses) "
+                             f"on videos {ids}")
+                elif bad is not None:
+                    where = f"non-finite {bad} ({losses[bad].item()}) on videos {ids}"
+                else:
+                    where = "non-finite loss on another process"
                 raise NonFiniteLoss(where)
             loss = losses["final_loss"] * world if provisional is not None else losses["final_loss"]
             scaler = parts.precision.scaler
@@ -273,7 +295,7 @@ class Trainer:
     def restore(self, path: Path) -> None:
         """Continue from a checkpoint written by :meth:`save` (with the same number of processes)."""
         ckpt = load_checkpoint(path, map_location=self.device)
-        load_model_weights(self.model, {"state_dict": ckpt["state_dict"]}, prefer_ema=False)
+        load_model_weights(self.model, {"state_dict": ckpt["state_dict"]}, prefer_ema=False, source=path.name)
         if ckpt.get("state_dict_ema") is None or ckpt.get("optimizer") is None or ckpt.get("scheduler") is None:
             raise ValueError(f"{path} is not a resumable tadformer checkpoint (no EMA/optimizer/scheduler state)")
         extra = ckpt.get("extra") or {}
@@ -302,7 +324,10 @@ class Trainer:
         except NonFiniteLoss as exc:
             msg = f"{exc} at epoch {self.state.epoch}, step {self.state.global_step}"
             if not self.opts.skip_nonfinite:
-                raise TrainingDiverged(msg + f"; the last good checkpoint is in {self.ckpt_dir}. Lower "
+                saved = sorted(self.ckpt_dir.glob("*.pth.tar")) if self.ckpt_dir.is_dir() else []
+                where = (f"the last good checkpoint is in {self.ckpt_dir}" if saved
+                         else "no checkpoint was written yet")
+                raise TrainingDiverged(msg + f"; {where}. Lower "
                                        "opt.learning_rate, check the features for extreme values, or pass "
                                        "--skip-nonfinite to skip such steps") from None
             self.log(f"skipping step: {msg}")
@@ -380,9 +405,7 @@ def _trim_log(log_path: Path, global_step: int) -> None:
         return
     kept = [ln for ln in log_path.read_text(encoding="utf-8").splitlines()
             if ln.strip() and json.loads(ln).get("step", 0) <= global_step]
-    tmp = log_path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
-    os.replace(tmp, log_path)
+    atomic_write_text(log_path, "".join(ln + "\n" for ln in kept))
 
 
 def scaled_config(cfg: ExperimentConfig, opts: FitOptions, world_size: int) -> tuple[ExperimentConfig, dict[str, Any]]:
@@ -444,9 +467,9 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, opts: FitOptions, env: D.DistEnv 
         (run_dir / "train_log.jsonl").unlink(missing_ok=True)
     if is_main:
         dump_config(cfg, run_dir / "config.yaml")
-        (run_dir / "class_names.json").write_text(json.dumps(list(trainer.class_names)), encoding="utf-8")
+        atomic_write_text(run_dir / "class_names.json", json.dumps(list(trainer.class_names)))
         setup.update(device=str(trainer.device), backend=env.backend if env is not None else None)
-        (run_dir / "train_setup.json").write_text(json.dumps(setup, indent=2), encoding="utf-8")
+        atomic_write_text(run_dir / "train_setup.json", json.dumps(setup, indent=2))
     with StopFlag() as stop:
         trainer.run(stop)
     if trainer.state.epoch >= trainer.max_epochs:
