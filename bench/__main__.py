@@ -21,23 +21,29 @@ Plan = list[tuple[str, str, dict[str, Any], int, dict[str, Any]]]
 FUSED = {"fused_ln": True}
 
 
-def _plan(what: str, rounds: int, repeats: int) -> Plan:
-    """(name, task, args for both sides, rounds, extra args for our side) per comparison."""
+def _plan(what: str, rounds: int, long_rounds: int, repeats: int) -> Plan:
+    """(name, task, args for both sides, rounds, extra args for our side) per comparison.
+
+    ``rounds`` alternating rounds for the short measurements, ``long_rounds`` for the long ones
+    (training step, inference at T >= 4608, evaluation), which dominate the wall time of a run.
+    """
     plan: Plan = []
     if what in ("all", "train"):
         args = {"length": 2304, "repeats": repeats}
-        plan.append(("train step (B=2, T=2304)", "train", args, rounds, {}))
-        plan.append(("train step, fused LN (opt-in)", "train", args, rounds, FUSED))
+        plan.append(("train step (B=2, T=2304)", "train", args, long_rounds, {}))
+        if what == "train":
+            plan.append(("train step, fused LN (opt-in)", "train", args, long_rounds, FUSED))
     if what in ("all", "infer"):
         for length in INFER_LENGTHS:
-            args = {"length": length, "repeats": repeats if length < 10000 else 1}
-            plan.append((f"inference T={length}", "infer", args, rounds, {}))
-            if length == INFER_LENGTHS[0]:
+            short = length == INFER_LENGTHS[0]
+            args = {"length": length, "repeats": repeats if short else 1}
+            plan.append((f"inference T={length}", "infer", args, rounds if short else long_rounds, {}))
+            if short:
                 plan.append((f"inference T={length}, fused LN (opt-in)", "infer", args, rounds, FUSED))
     if what in ("all", "nms"):
         plan.append(("decode + soft-NMS per video", "nms", {"videos": 6, "repeats": 3}, rounds, {}))
     if what in ("all", "eval"):
-        plan.append(("evaluation 213 x 200", "eval", {"repeats": 1}, max(2, rounds - 1), {}))
+        plan.append(("evaluation 213 x 200", "eval", {"repeats": 1}, long_rounds, {}))
     return plan
 
 
@@ -74,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["setup-official", "all", "train", "infer", "nms", "eval", "flops", "parity"])
     parser.add_argument("--rounds", type=int, default=2, help="alternating subprocess rounds per side")
+    parser.add_argument("--long-rounds", type=int, default=1,
+                        help="rounds for the long measurements (train step, T >= 4608, evaluation)")
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats inside each subprocess")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="parity: training seeds")
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     results: dict[str, Any] = {"command": "python -m bench " + " ".join(map(shlex.quote, argv or sys.argv[1:])),
                                "machine": driver.machine_info(), "comparisons": []}
-    for name, task, targs, rounds, extra in _plan(args.what, args.rounds, args.repeats):
+    for name, task, targs, rounds, extra in _plan(args.what, args.rounds, args.long_rounds, args.repeats):
         print(f"{name} ...", flush=True)
         results["comparisons"].append(driver.compare(name, task, targs, rounds, args.threads, extra).summary())
     if args.what in ("all", "flops"):

@@ -45,6 +45,7 @@ def run(config_path: str, seed: int, out_file: str, overrides: dict[str, Any]) -
         with contextlib.redirect_stdout(sink):
             actionformer.train_one_epoch(train_loader, model, optimizer, scheduler, epoch, model_ema=model_ema,
                                          clip_grad_l2norm=cfg["train_cfg"]["clip_grad_l2norm"], print_freq=10**9)
+        print(f"epoch {epoch + 1}/{max_epochs} done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     val_dataset = actionformer.make_dataset(cfg["dataset_name"], False, cfg["val_split"], **cfg["dataset"])
     val_loader = actionformer.make_data_loader(val_dataset, False, None, 1, cfg["loader"]["num_workers"])
     with contextlib.redirect_stdout(sink), torch.no_grad():

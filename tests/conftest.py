@@ -51,3 +51,15 @@ def tiny_cfg(tiny_synth):
     from tadformer.config import load_config
 
     return load_config(tiny_synth.config_file, TINY_OVERRIDES)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread: the golden files were made that way, and on a shared 2-core machine
+    oversubscribed OpenMP threads make training steps many times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -11,7 +11,7 @@ from tadformer.cli import main
 
 
 def test_quick_demo(tmp_path: Path, capsys) -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
