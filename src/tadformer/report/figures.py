@@ -258,11 +258,12 @@ def plot_timeline(path: str | os.PathLike[str], *, video_id: str, class_names: C
     g_segs = np.zeros((0, 2)) if gt_segments_sec is None else np.asarray(gt_segments_sec, float).reshape(-1, 2)
     g_labels = np.zeros(0, np.int64) if gt_labels is None else np.asarray(gt_labels, np.int64).reshape(-1)
     rows: list[tuple[str, list[tuple[float, float, int, float]]]] = []
+    top = float(scores.max()) if len(scores) and scores.max() > 0 else 1.0  # opacity relative to the best
     for c in sorted(set(g_labels.tolist()) | set(labels.tolist())):
         if gt_segments_sec is not None:
             rows.append((f"GT  {_name(c, class_names)}",
                          [(s, e, c, 1.0) for s, e in g_segs[g_labels == c].tolist()]))
-        dets = [(s, e, c, float(np.clip(p, 0.08, 1.0)))
+        dets = [(s, e, c, float(np.clip(p / top, 0.08, 1.0)))
                 for (s, e), p in zip(segs[labels == c].tolist(), scores[labels == c].tolist())]
         rows.append((f"det {_name(c, class_names)}", dets))
     fig = _figure(11, 1.4 + 0.3 * max(len(rows), 1))
@@ -272,7 +273,7 @@ def plot_timeline(path: str | os.PathLike[str], *, video_id: str, class_names: C
     ax.set_xlim(0, duration_sec if duration_sec else float(ends.max()) * 1.02)
     ax.set_xlabel("time (s)")
     ax.grid(axis="x", alpha=0.3)
-    title = f"{video_id}: top {len(keep)} detections (opacity = score)"
+    title = f"{video_id}: top {len(keep)} detections (opacity = score / best score {top:.3f})"
     ax.set_title(title + (f" - {subtitle}" if subtitle else ""), fontsize=10)
     if not rows:
         ax.text(0.5, 0.5, "no detections and no ground truth", transform=ax.transAxes, ha="center")
