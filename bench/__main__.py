@@ -59,7 +59,7 @@ def markdown(results: dict[str, Any]) -> str:
         t, p = row["times"], row.get("peak_mb")
         peak = (f"{p['ours']:.0f} | {p['official']:.0f} | {p['ratio']:.2f}" if p else "- | - | -")
         lines.append(f"| {row['name']} | {_fmt_time(t['ours'])} | {_fmt_time(t['official'])} | "
-                     f"**{t['ratio']:.2f}** | {peak} |")
+                     f"**{t['ratio']:.2g}** | {peak} |")
     fl = results.get("flops")
     if fl:
         lines += ["", f"Matmul peak (2048x2048 sgemm, same run): {fl['matmul_gflops']:.1f} GFLOP/s", "",

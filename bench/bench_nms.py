@@ -6,7 +6,8 @@ Candidate sets:
   classes get high logits around them, noise logits elsewhere; decoded with the THUMOS test_cfg
   (threshold 0.001, top-2000 per level), giving about 4,000-12,000 candidates.
 
-Run: ``.venv/bin/python bench/bench_nms.py [--repeats 5] [--videos 6]``. For reference, the official
+Run: ``.venv/bin/python -m bench.bench_nms [--repeats 5] [--videos 6]`` (NMS only, ours only; the
+side-by-side decode + NMS figure is ``python -m bench nms``). For reference, the official
 compiled C++ op (``nms_1d_cpu``, full per-class runs) was reported at about 13 ms per THUMOS video.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import cases
 from tadformer.model.points import make_points
 from tadformer.nms import batched_nms
 from tadformer.postprocess import decode_detections
@@ -32,27 +34,10 @@ RANGES = [(0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10000)]
 def thumos_like(seed: int, num_classes: int = 20, t_valid: int = 1800, t_pad: int = 2304
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Decoded candidates (grid segments, scores, labels) of one synthetic THUMOS-like video."""
-    rng = np.random.default_rng(seed)
     lengths = [t_pad >> lv for lv in range(6)]
     points = make_points(lengths, STRIDES, RANGES)
-    actions = [(float(rng.uniform(0, t_valid)), float(rng.uniform(5, 120)), int(rng.integers(0, num_classes)))
-               for _ in range(int(rng.integers(3, 15)))]
-    main_classes = rng.choice(num_classes, size=3, replace=False)
-    logits, offsets, masks = [], [], []
-    for lv, n in enumerate(lengths):
-        s = STRIDES[lv]
-        t = np.arange(n, dtype=np.float32) * s
-        lg = rng.normal(-7.0, 1.6, size=(n, num_classes)).astype(np.float32)
-        lg[:, main_classes] += 1.5
-        off = rng.uniform(0.2, 3.0, size=(n, 2)).astype(np.float32)
-        for centre, length, cls in actions:
-            inside = np.abs(t - centre) < length / 2
-            lg[inside, cls] = rng.normal(1.0, 1.5, size=int(inside.sum()))
-            off[inside, 0] = (t[inside] - (centre - length / 2)) / s * rng.uniform(0.8, 1.2, int(inside.sum()))
-            off[inside, 1] = ((centre + length / 2) - t[inside]) / s * rng.uniform(0.8, 1.2, int(inside.sum()))
-        logits.append(torch.from_numpy(lg))
-        offsets.append(torch.from_numpy(np.maximum(off, 0)))
-        masks.append(torch.arange(n) * s < t_valid)
+    logits, offsets, masks = (list(map(torch.from_numpy, x))
+                              for x in cases.head_outputs(seed, t_pad, t_valid, num_classes))
     return decode_detections(logits, offsets, masks, points, 0.001, 2000, 0.05)
 
 

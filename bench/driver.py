@@ -44,8 +44,9 @@ def side_python(side: str) -> str:
     if side == "ours":
         return sys.executable
     py = OFFICIAL_VENV / "bin" / "python"
-    if not py.exists():
-        raise SystemExit(f"{py} not found: run `python -m bench setup-official` first")
+    if not py.exists():  # first run: create the official venv (python -m bench setup-official)
+        print(f"{py} not found: installing {OFFICIAL_PKG} into {OFFICIAL_VENV}", flush=True)
+        setup_official()
     return str(py)
 
 
