@@ -173,14 +173,7 @@ class ConvTransformerBackbone(_Embedding):
             if not self.training and t >= self.max_len:
                 pe = F.interpolate(pe, t, mode="linear", align_corners=False)
             x = x + pe[:, :, :t] * mask.to(x.dtype)
-        for block in self.stem:
-            x, mask = block(x, mask)
-        feats, masks = [x], [mask]
-        for block in self.branch:
-            x, mask = block(x, mask)
-            feats.append(x)
-            masks.append(mask)
-        return feats, masks
+        return _run_pyramid(self.stem, self.branch, x, mask)
 
 
 class ConvBlock(nn.Module):
@@ -218,11 +211,17 @@ class ConvBackbone(_Embedding):
     def forward(self, x: Tensor, mask: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Same contract as :meth:`ConvTransformerBackbone.forward`."""
         x, mask = self._embed(x, mask)
-        for block in self.stem:
-            x, mask = block(x, mask)
-        feats, masks = [x], [mask]
-        for block in self.branch:
-            x, mask = block(x, mask)
-            feats.append(x)
-            masks.append(mask)
-        return feats, masks
+        return _run_pyramid(self.stem, self.branch, x, mask)
+
+
+def _run_pyramid(stem: nn.ModuleList, branch: nn.ModuleList, x: Tensor,
+                 mask: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """Stem blocks, then branch blocks; level 0 is the stem output, level l the l-th branch output."""
+    for block in stem:
+        x, mask = block(x, mask)
+    feats, masks = [x], [mask]
+    for block in branch:
+        x, mask = block(x, mask)
+        feats.append(x)  # [B, D, T / 2^l]
+        masks.append(mask)
+    return feats, masks
