@@ -13,7 +13,6 @@ from tadformer.config import (
     ExperimentConfig,
     apply_overrides,
     config_from_dict,
-    config_to_dict,
     load_config,
 )
 from tadformer.data.annotations import thumos14_class_names
@@ -108,8 +107,3 @@ def load_for_inference(ckpt_path: str | Path, config_path: str | Path | None = N
         raise WeightsMismatchError(f"{err}{hint}") from None
     model = model.to(device or torch.device("cpu")).eval()
     return LoadedModel(cfg, model, class_names_for(cfg, ckpt, classes), f"{desc} ({path})", path)
-
-
-def config_snapshot(cfg: ExperimentConfig) -> dict:
-    """The plain-dict config (for metadata files)."""
-    return config_to_dict(cfg)
