@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
+import sys
 import time
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -61,3 +64,12 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
 def emit(result: dict[str, Any]) -> None:
     """Print the worker's result as one JSON line the driver picks up."""
     print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def run_worker(tasks: Mapping[str, Callable[..., dict[str, Any]]]) -> None:
+    """Worker entry point shared by both sides: ``worker.py TASK [JSON_KWARGS]`` -> one result line."""
+    import torch  # only workers need it; the driver imports this module too
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    task, args = sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    emit(tasks[task](**args))

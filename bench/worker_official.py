@@ -14,7 +14,6 @@ import contextlib
 import io
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from bench import cases
-from bench.measure import Peak, emit
+from bench.measure import Peak, run_worker
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "thumos_i3d.yaml"
 
@@ -152,11 +151,5 @@ TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "infer": task_infer, "train": task_train, "nms": task_nms, "eval": task_eval}
 
 
-def main() -> None:
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    task, args = sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
-    emit(TASKS[task](**args))
-
-
 if __name__ == "__main__":
-    main()
+    run_worker(TASKS)

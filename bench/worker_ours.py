@@ -5,9 +5,6 @@ Usage (by the driver): ``python -m bench.worker_ours TASK JSON_ARGS``; prints ``
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +12,7 @@ from typing import Any
 import torch
 
 from bench import cases
-from bench.measure import Peak, emit, matmul_peak_gflops
+from bench.measure import Peak, matmul_peak_gflops, run_worker
 from tadformer.config import ExperimentConfig, load_config, packaged_config
 from tadformer.data.collate import collate_eval, collate_train
 from tadformer.data.types import VideoSample
@@ -145,11 +142,5 @@ TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "infer": task_infer, "train": task_train, "nms": task_nms, "eval": task_eval, "flops": task_flops}
 
 
-def main() -> None:
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    task, args = sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
-    emit(TASKS[task](**args))
-
-
 if __name__ == "__main__":
-    main()
+    run_worker(TASKS)
