@@ -173,8 +173,16 @@ def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
 
 
-def _match_block(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Greedy matching of one (class, video) block; rows in visiting order. Returns [T, P] TP flags."""
+def match_block(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Greedy matching of one (class, video) block, rows in visiting order (official rule).
+
+    Args:
+        iou: ``[P, G]`` tIoU of the block's predictions (visiting order) with its GT.
+        thresholds: ``[T]`` tIoU thresholds.
+
+    Returns:
+        ``[T, P]`` int64: the GT column each prediction matched at each threshold, -1 for a FP.
+    """
     n_pred, n_gt = iou.shape
     order = np.argsort(iou, axis=1)[:, ::-1]  # official per-prediction GT order, ties included
     iou_sorted = np.take_along_axis(iou, order, axis=1)
@@ -183,10 +191,10 @@ def _match_block(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     wants = (n_cand == 1)[:, :, None] & (order[:, :1] == np.arange(n_gt))[None, :, :]  # [T, P, G]
     first = wants.argmax(axis=1)  # [T, G]
     t_idx, g_idx = np.nonzero(wants.any(axis=1))
-    tp = np.zeros((len(thresholds), n_pred), dtype=bool)
-    tp[t_idx, first[t_idx, g_idx]] = True
+    matched = np.full((len(thresholds), n_pred), -1, dtype=np.int64)
+    matched[t_idx, first[t_idx, g_idx]] = g_idx
     for t in np.flatnonzero(n_cand.max(axis=1) > 1).tolist():  # some row has two candidates: sequential
-        tp[t] = False
+        matched[t] = -1
         rows = np.flatnonzero(n_cand[t])
         prefs = order[rows].tolist()
         locked: set[int] = set()
@@ -194,9 +202,9 @@ def _match_block(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
             for g in pref[:n]:
                 if g not in locked:
                     locked.add(g)
-                    tp[t, r] = True
+                    matched[t, r] = g
                     break
-    return tp
+    return matched
 
 
 def _topk_counts(
@@ -243,7 +251,7 @@ def _evaluate_class(
         iou = block_tiou(
             pred.t_start_sec[rows], pred.t_end_sec[rows], gt.t_start_sec[g_blk], gt.t_end_sec[g_blk]
         )
-        tp[:, pos] = _match_block(iou, thresholds)
+        tp[:, pos] = match_block(iou, thresholds) >= 0
         inp = np.argsort(rows)  # the block's rows back in input order, as the recall code sees them
         recall_hits += _topk_counts(iou[inp], pred.scores[rows[inp]], top_k, thresholds)
     npos = float(len(g_rows))

@@ -32,6 +32,7 @@ from tadformer.metrics import (
     block_tiou,
     interpolated_ap,
     load_ground_truth,
+    match_block,
     score_visit_order,
 )
 from tadformer.results_io import FlatDetections, flatten_results
@@ -79,24 +80,6 @@ class Matching:
         return int(hits[0])
 
 
-def _match_rows(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Greedy matching of one (class, video) block, rows in visiting order -> [T, P] matched column or -1."""
-    order = np.argsort(iou, axis=1)[:, ::-1]  # same per-prediction GT preference as the evaluator
-    iou_sorted = np.take_along_axis(iou, order, axis=1)
-    out = np.full((len(thresholds), iou.shape[0]), -1, dtype=np.int64)
-    for t, thr in enumerate(thresholds.tolist()):
-        locked: set[int] = set()
-        for r in np.flatnonzero(iou_sorted[:, 0] >= thr).tolist():
-            for g, v in zip(order[r].tolist(), iou_sorted[r].tolist()):
-                if v < thr:
-                    break
-                if g not in locked:
-                    locked.add(g)
-                    out[t, r] = g
-                    break
-    return out
-
-
 def match_predictions(
     ground_truth: Mapping[str, Any] | GroundTruth,
     predictions: Mapping[str, Any] | FlatDetections,
@@ -132,7 +115,7 @@ def match_predictions(
             rows = visit[p_vid[visit] == v]  # still in visiting order
             iou = block_tiou(pred.t_start_sec[rows], pred.t_end_sec[rows], gt.t_start_sec[g_rows],
                              gt.t_end_sec[g_rows])
-            cols = _match_rows(iou, thr)
+            cols = match_block(iou, thr)
             matched[:, rows] = np.where(cols >= 0, g_rows[np.maximum(cols, 0)], -1)
     return Matching(gt, pred, thr, class_ids, p_vid, matched >= 0, matched)
 
