@@ -95,6 +95,27 @@ def test_infer_outputs(trained: dict, capsys) -> None:
     assert img.shape[0] > 100 and float(np.std(img)) > 0.01
 
 
+def test_eval_and_infer_with_bf16_autocast(trained: dict, capsys) -> None:
+    """``--amp bf16`` (opt-in) on eval and infer: same videos and classes, scores within bf16 rounding."""
+    run, data, root = trained["run"], trained["data"], trained["root"]
+    assert main(["eval", "--ckpt", str(run), "--no-progress", "--device", "cpu", "--out", str(root / "e32")]) == 0
+    assert main(["eval", "--ckpt", str(run), "--no-progress", "--device", "cpu", "--amp", "bf16",
+                 "--out", str(root / "e16")]) == 0
+    p32 = json.loads((root / "e32" / "predictions.json").read_text())["results"]
+    p16 = json.loads((root / "e16" / "predictions.json").read_text())["results"]
+    assert set(p16) == set(p32)
+    for vid in p32:
+        s32, s16 = max(d["score"] for d in p32[vid]), max(d["score"] for d in p16[vid])
+        assert s16 == pytest.approx(s32, abs=0.02)
+    assert p16 != p32  # bf16 really ran
+    feat = next((data / "features").glob("*.npy"))
+    out = root / "det16.json"
+    assert main(["infer", "--ckpt", str(run), "--feat", str(feat), "--amp", "bf16", "--json", str(out),
+                 "--device", "cpu"]) == 0
+    assert json.loads(out.read_text())["results"][feat.stem]
+    capsys.readouterr()
+
+
 def test_bad_inputs_give_one_line_errors(trained: dict, tmp_path: Path, capsys) -> None:
     run = trained["run"]
     bad = tmp_path / "bad.npy"

@@ -72,3 +72,25 @@ def test_eval_matches_official_detections(official_files: dict) -> None:
 def test_official_checkpoint_without_config_is_a_clear_error(official_files: dict, capsys) -> None:
     assert main(["infer", "--ckpt", str(official_files["ckpt"]), "--feat", str(official_files["feat"])]) == 2
     assert "holds no config" in capsys.readouterr().err
+
+
+def test_infer_bf16_autocast_stays_close_to_the_official_detections(official_files: dict) -> None:
+    """Opt-in ``--amp bf16``: the network runs in bfloat16 (8 mantissa bits), so scores and boundaries
+    move a little, but the detections stay those of the float32 / official model."""
+    torch.set_num_threads(1)
+    out = official_files["root"] / "infer_bf16.json"
+    assert main(["infer", "--ckpt", str(official_files["ckpt"]), "--config", str(official_files["yaml"]),
+                 "--feat", str(official_files["feat"]), "--fps", "30", "--duration", "69.5", "--top-k", "200",
+                 "--json", str(out), "--device", "cpu", "--amp", "bf16"]) == 0
+    dets = json.loads(out.read_text())["results"]["fwd_video1"]
+    expected = official_files["expected"]
+    got_scores = np.array([d["score"] for d in dets])
+    want_scores = np.array([e["score"] for e in expected])
+    assert not np.array_equal(got_scores, want_scores)  # autocast really ran in bfloat16
+    # bf16 rounds the logits (~-2.3 here) to 2^-6, i.e. ~2e-3 in score, so near-ties (e.g. 0.0876 vs
+    # 0.0868) may swap ranks; every one of the ten best official detections is still found among the
+    # twenty best bf16 ones with the same class, boundaries and (nearly) score
+    for want in expected[:10]:
+        assert any(got["label_id"] == want["label"] and abs(got["score"] - want["score"]) < 5e-3
+                   and np.allclose(got["segment"], want["segment"], atol=0.05, rtol=0) for got in dets[:20]), want
+    assert np.abs(got_scores - want_scores).max() < 0.02  # the whole ranked list, score by score

@@ -51,8 +51,10 @@ def test_postprocess_staged_against_golden(golden_dir: Path, case: str) -> None:
     segs, scores, labels = decode_detections(logits, offsets, masks, points, params.pre_nms_thresh,
                                              params.pre_nms_topk, params.duration_thresh)
     assert torch.equal(segs, torch.from_numpy(g["pre_nms_segments_grid"]))
-    assert torch.equal(scores, torch.from_numpy(g["pre_nms_scores"]))
     assert torch.equal(labels, torch.from_numpy(g["pre_nms_labels"]))
+    # scores are sigmoids: PyTorch's AVX-512 sigmoid kernel can differ from the AVX2 one (the golden
+    # machine's) by one float32 ulp (seen: 1 of 4,016 scores, 8.5e-8 relative), so compare at 2 ulps
+    torch.testing.assert_close(scores, torch.from_numpy(g["pre_nms_scores"]), atol=0, rtol=2.4e-7)
     # per-level counts: decode each level alone, with and without the duration filter
     for lv in range(6):
         one = make_points([m["level_lengths"][lv]], [STRIDES[lv]], [RANGES[lv]])

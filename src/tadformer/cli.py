@@ -37,6 +37,15 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:1")
 
 
+def _amp(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off", help=help_text)
+
+
+_AMP_EVAL_HELP = ("mixed precision of the network: bf16 autocast (CPU with AVX-512 BF16/AMX, or CUDA; about 2x "
+                  "faster there, scores differ slightly from float32) or fp16 (CUDA); default off (float32, "
+                  "the official numerics)")
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a detector from a YAML config")
     p.add_argument("config", help="YAML config (official schema)")
@@ -46,8 +55,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-nonfinite", action="store_true", help="skip steps with a NaN/Inf loss instead of stopping")
     p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (resumable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off",
-                   help="mixed precision: bf16 autocast (CUDA/CPU) or fp16 + grad scaler (CUDA); default off")
+    _amp(p, "mixed precision: bf16 autocast (CUDA/CPU) or fp16 + grad scaler (CUDA); default off (float32)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on Ampere+ GPUs (off: float32 parity)")
     p.add_argument("--scale-lr", choices=["none", "linear", "sqrt"], default="none",
                    help="scale opt.learning_rate by the global batch (batch_size x processes x accum_steps) "
@@ -72,6 +80,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="subset to evaluate (default: the config's val_split, else test)")
     p.add_argument("--tiou", type=float, nargs="+", default=None, help="tIoU thresholds (default 0.3 .. 0.7)")
     p.add_argument("--topk", "-t", type=int, default=None, help="override test_cfg.max_seg_num")
+    _amp(p, _AMP_EVAL_HELP)
     p.add_argument("--no-progress", action="store_true")
     _common(p)
     p.set_defaults(func=_cmd("eval"))
@@ -94,6 +103,7 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video-id", default=None, help="video id (default: the .npy file name)")
     p.add_argument("--classes", default=None, help="class names: a file with one per line, or comma-separated")
     p.add_argument("--no-ema", action="store_true")
+    _amp(p, _AMP_EVAL_HELP)
     _common(p)
     p.set_defaults(func=_cmd("infer"))
 

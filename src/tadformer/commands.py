@@ -64,10 +64,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg = loaded.cfg
         dataset, _ = ev.build_eval_dataset(cfg, [args.split] if args.split else None)
         if env is None:
-            raw = ev.predict_raw(loaded.model, dataset, cfg, device, loaded.class_names, progress=not args.no_progress)
+            raw = ev.predict_raw(loaded.model, dataset, cfg, device, loaded.class_names, progress=not args.no_progress,
+                                 amp=args.amp)
         else:
             gathered = dist_.predict_raw_distributed(loaded.model, dataset, cfg, env, loaded.class_names,
-                                                     progress=not args.no_progress)
+                                                     progress=not args.no_progress, amp=args.amp)
             dist_.shutdown()
             if gathered is None:  # not rank 0: rank 0 post-processes and writes
                 return 0
@@ -133,7 +134,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     if args.annotations and (fps is None or duration is None):
         ann_fps, ann_dur = video_meta_from_annotations(args.annotations, vid)
         fps, duration = fps or ann_fps, duration or ann_dur
-    det = infer_video(loaded, args.feat, fps=fps, duration_sec=duration, video_id=vid, device=device)
+    det = infer_video(loaded, args.feat, fps=fps, duration_sec=duration, video_id=vid, device=device, amp=args.amp)
     best = top_k(det, args.top_k, args.min_score)
     print(f"weights: {loaded.weights_description}")
     print(format_table(best, loaded.class_names))

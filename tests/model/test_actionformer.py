@@ -97,6 +97,27 @@ def test_eval_forward_matches_golden(golden_dir: Path, video: int) -> None:
         assert torch.equal(points[l], torch.from_numpy(f[f"points_l{l}"][: t_pad // 2**l]))
 
 
+def test_bf16_autocast_forward_stays_close_to_golden(golden_dir: Path) -> None:
+    """Opt-in mixed precision: under bf16 autocast the heads return bfloat16 within a few bf16 ulps
+    (2^-8 relative) of the official float32 outputs, and differ from them (autocast really ran)."""
+    model = _trained_tiny(golden_dir)
+    f = np.load(golden_dir / "forward_eval.npz")
+    for video in range(4):
+        x = torch.from_numpy(f[f"video{video}/batched_inputs"])
+        mask = torch.from_numpy(f[f"video{video}/batched_masks"])[:, 0]
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x, mask)
+        for l in range(6):
+            m = out.masks[l]
+            logits, ref_logits = out.cls_logits[l], torch.from_numpy(f[f"video{video}/cls_logits_l{l}"])
+            offsets, ref_offsets = out.offsets[l], torch.from_numpy(f[f"video{video}/offsets_l{l}"])
+            assert logits.dtype == offsets.dtype == torch.bfloat16
+            logit_err = (logits.float() - ref_logits)[m].abs()
+            assert 0 < logit_err.max() < 0.08  # |logit| ~ 2.3: bf16 spacing 2^-6 = 0.016
+            offset_err = ((offsets.float() - ref_offsets).abs() / (1 + ref_offsets.abs()))[m]
+            assert offset_err.max() < 0.02
+
+
 def test_train_mode_returns_the_same_type_and_padding_is_zero(golden_dir: Path) -> None:
     model = _trained_tiny(golden_dir).train()
     torch.manual_seed(0)

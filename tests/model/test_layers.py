@@ -14,6 +14,7 @@ from tadformer.model.layers import (
     ChannelLayerNorm,
     MaskedConv1d,
     Scale,
+    conv1d_in_time_chunks,
     drop_path,
     forced_droppath_masks,
     prior_bias,
@@ -64,6 +65,37 @@ def test_masked_conv_padded_tail_only_leaks_into_boundary() -> None:
     assert torch.equal(y2[..., 13:], torch.zeros(1, 6, 7))
 
 
+@pytest.mark.parametrize(("c_in", "c_out", "k", "groups", "t"), [(6, 5, 3, 1, 23), (8, 8, 3, 8, 17), (4, 7, 5, 1, 9),
+                                                              (4, 3, 1, 1, 10)])
+def test_conv_in_time_chunks_equals_the_one_shot_conv(c_in: int, c_out: int, k: int, groups: int, t: int) -> None:
+    torch.manual_seed(3)
+    conv = torch.nn.Conv1d(c_in, c_out, k, padding=k // 2, groups=groups)
+    x = torch.randn(2, c_in, t, dtype=torch.float64)
+    conv = conv.double()
+    for chunk in (1, 2, 4, t - 1, t, t + 5):
+        torch.testing.assert_close(conv1d_in_time_chunks(conv, x, chunk), conv(x), atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="stride 1"):
+        conv1d_in_time_chunks(torch.nn.Conv1d(2, 2, 3, stride=2, padding=1), x[:, :2], 4)
+
+
+def test_masked_conv_chunks_long_sequences_only_without_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tadformer.model.layers as layers
+
+    monkeypatch.setattr(layers, "CONV_CHUNK_STEPS", 4)
+    calls: list[int] = []
+    real = layers.conv1d_in_time_chunks
+    monkeypatch.setattr(layers, "conv1d_in_time_chunks", lambda c, x, n: calls.append(n) or real(c, x, n))
+    torch.manual_seed(4)
+    conv = MaskedConv1d(3, 5, 3)
+    x, mask = torch.randn(1, 3, 11), torch.ones(1, 1, 11, dtype=torch.bool)
+    y_grad, _ = conv(x, mask)
+    assert calls == []  # autograd on: one conv (training keeps the original graph)
+    with torch.no_grad():
+        y_chunked, _ = conv(x, mask)
+    assert calls == [4]
+    torch.testing.assert_close(y_chunked, y_grad.detach(), atol=1e-6, rtol=1e-6)
+
+
 def test_masked_conv_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="odd"):
         MaskedConv1d(2, 2, 4)
@@ -94,10 +126,35 @@ def test_channel_layernorm_formula_is_the_official_one() -> None:
     res = x - mu
     expect = res / torch.sqrt((res**2).mean(dim=1, keepdim=True) + 1e-5)
     assert torch.equal(ln(x), expect)  # bit for bit, the same op sequence
-    ref = F.layer_norm(x.transpose(1, 2), (16,)).transpose(1, 2)
+    with torch.no_grad():  # inference runs the same ops in place: still bit for bit
+        ln.weight.uniform_(0.5, 1.5)
+        ln.bias.uniform_(-1, 1)
+        expect_affine = expect * ln.weight + ln.bias
+        assert torch.equal(ln(x), expect_affine)
+    assert torch.equal(ln(x), expect_affine)  # and with autograd on
+    ref = F.layer_norm(x.transpose(1, 2), (16,), ln.weight.view(-1), ln.bias.view(-1)).transpose(1, 2)
     torch.testing.assert_close(ln(x), ref, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="expected"):
         ln(torch.zeros(2, 8, 3))
+
+
+def test_channel_layernorm_under_mixed_precision_normalises_in_float32() -> None:
+    """bf16 input or an active autocast: the fused kernel (float32 statistics), close to the formula on
+    the same values; the bit-exact op-by-op formula is only for float32 outside autocast."""
+    torch.manual_seed(2)
+    ln = ChannelLayerNorm(64)
+    with torch.no_grad():
+        ln.weight.uniform_(0.5, 2.0)
+        ln.bias.uniform_(-1.0, 1.0)
+    x = (torch.randn(2, 64, 33) * 50 + 300).bfloat16()  # a large mean: bf16 statistics would lose it
+    ref = ln(x.float())
+    y = ln(x)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), ref, atol=0.02, rtol=0.01)  # one bf16 rounding of the output
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y32 = ln(x.float())
+    assert y32.dtype == torch.float32  # fused kernel on float32 input under autocast
+    torch.testing.assert_close(y32, ref, atol=1e-5, rtol=1e-5)
 
 
 def test_scale_is_a_scalar_parameter() -> None:

@@ -240,8 +240,10 @@ def map_sharded(func: Callable[[int], T], num_items: int, env: DistEnv | None) -
 
 
 def predict_raw_distributed(model: Any, dataset: Any, cfg: Any, env: DistEnv | None,
-                            class_names: Sequence[str], progress: bool = True) -> Any:
+                            class_names: Sequence[str], progress: bool = True, amp: str = "off") -> Any:
     """``evaluate.predict_raw`` with the videos sharded over processes and gathered to rank 0.
+
+    ``amp`` as in ``evaluate.predict_raw`` (``'off'`` or an opt-in mixed-precision mode).
 
     Returns:
         The :class:`~tadformer.engine.evaluate.RawOutputs` of every video (dataset order) on rank 0
@@ -250,15 +252,17 @@ def predict_raw_distributed(model: Any, dataset: Any, cfg: Any, env: DistEnv | N
     from tqdm import tqdm
 
     from tadformer.engine.evaluate import RawOutputs, forward_video
+    from tadformer.engine.runtime import make_precision
 
     model.eval()
     device = env.device if env is not None else next(model.parameters()).device
+    precision = make_precision(amp, device)
     shown = progress and (env is None or env.is_main)
     mine = len(shard_indices(len(dataset), env.rank, env.world_size)) if env is not None else len(dataset)
     bar = tqdm(total=mine, desc="eval", unit="video", disable=not shown, dynamic_ncols=True)
 
     def one(i: int) -> Any:
-        out = forward_video(model, dataset[i], cfg.dataset.max_seq_len, cfg.model.max_div_factor, device)
+        out = forward_video(model, dataset[i], cfg.dataset.max_seq_len, cfg.model.max_div_factor, device, precision)
         bar.update(1)
         return out
 

@@ -27,6 +27,7 @@ from tadformer.data.collate import collate_eval
 from tadformer.data.dataset import FeatureDataset
 from tadformer.data.types import VideoMeta, VideoSample
 from tadformer.engine.checkpoint import atomic_torch_save
+from tadformer.engine.runtime import Precision, make_precision
 from tadformer.metrics import EvalResult, evaluate_detections
 from tadformer.model import ActionFormer
 from tadformer.model.outputs import HeadOutputs
@@ -111,10 +112,15 @@ def build_eval_dataset(cfg: ExperimentConfig, split: Sequence[str] | None = None
 
 @torch.no_grad()
 def forward_video(model: ActionFormer, sample: VideoSample, max_seq_len: int, max_div_factor: int,
-                  device: torch.device) -> RawVideoOutput:
-    """Run the network on one video (padded like the official eval) and keep its valid steps."""
+                  device: torch.device, precision: Precision | None = None) -> RawVideoOutput:
+    """Run the network on one video (padded like the official eval) and keep its valid steps.
+
+    ``precision`` (default float32) autocasts the network, e.g. ``make_precision("bf16", device)``;
+    the kept outputs are float32 either way.
+    """
     batch = collate_eval([sample], max_seq_len, max_div_factor).to(device, non_blocking=True)
-    out = model(batch.feats, batch.mask)
+    with (precision or Precision()).autocast():
+        out = model(batch.feats, batch.mask)
     logits, offsets = [], []
     for lvl_logits, lvl_offsets, lvl_mask in zip(out.cls_logits, out.offsets, out.masks):
         n_valid = int(lvl_mask[0].sum())  # valid steps are a prefix: ceil(T / stride)
@@ -124,11 +130,16 @@ def forward_video(model: ActionFormer, sample: VideoSample, max_seq_len: int, ma
 
 
 def predict_raw(model: ActionFormer, dataset: FeatureDataset, cfg: ExperimentConfig, device: torch.device,
-                class_names: Sequence[str], progress: bool = True) -> RawOutputs:
-    """Raw outputs of every video of ``dataset`` (model put in eval mode)."""
+                class_names: Sequence[str], progress: bool = True, amp: str = "off") -> RawOutputs:
+    """Raw outputs of every video of ``dataset`` (model put in eval mode).
+
+    ``amp``: ``'off'`` (float32, official numerics) or an opt-in mixed-precision mode of
+    :func:`~tadformer.engine.runtime.make_precision` (``'bf16'``: faster on CPUs with AVX-512 BF16/AMX).
+    """
     model.eval()
+    precision = make_precision(amp, device)
     videos = [
-        forward_video(model, dataset[i], cfg.dataset.max_seq_len, cfg.model.max_div_factor, device)
+        forward_video(model, dataset[i], cfg.dataset.max_seq_len, cfg.model.max_div_factor, device, precision)
         for i in tqdm(range(len(dataset)), desc="eval", unit="video", disable=not progress, dynamic_ncols=True)
     ]
     ranges = tuple((float(a), float(b)) for a, b in cfg.model.regression_range)

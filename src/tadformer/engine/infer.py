@@ -13,6 +13,7 @@ from tadformer.data.features import load_features
 from tadformer.data.types import VideoSample
 from tadformer.engine.evaluate import RawOutputs, detect_from_raw, forward_video
 from tadformer.engine.loading import LoadedModel
+from tadformer.engine.runtime import make_precision
 from tadformer.postprocess import Detections
 
 DEFAULT_FPS = 30.0
@@ -29,7 +30,7 @@ def video_meta_from_annotations(annotation_json: str | Path, video_id: str) -> t
 
 def infer_video(loaded: LoadedModel, feat_path: str | Path, *, fps: float | None = None,
                 duration_sec: float | None = None, video_id: str | None = None,
-                device: torch.device | None = None) -> Detections:
+                device: torch.device | None = None, amp: str = "off") -> Detections:
     """Detect actions in one video's features (``(T, C)`` ``.npy``).
 
     Args:
@@ -39,6 +40,8 @@ def infer_video(loaded: LoadedModel, feat_path: str | Path, *, fps: float | None
         duration_sec: the video's duration; default: the end of the last feature's clip.
         video_id: name in the outputs (default: the file name without extension).
         device: where to run (default: the model's device).
+        amp: ``'off'`` (float32, official numerics) or opt-in ``'bf16'`` autocast (see
+            :func:`~tadformer.engine.runtime.make_precision`).
 
     Returns:
         All detections after NMS (at most ``test_cfg.max_seg_num``), sorted by score.
@@ -62,7 +65,9 @@ def infer_video(loaded: LoadedModel, feat_path: str | Path, *, fps: float | None
         duration_sec=float(duration_sec), feat_stride=stride, feat_num_frames=int(cfg.dataset.num_frames),
     )
     dev = device or next(loaded.model.parameters()).device
-    raw_video = forward_video(loaded.model, sample, cfg.dataset.max_seq_len, cfg.model.max_div_factor, dev)
+    precision = make_precision(amp, dev)
+    raw_video = forward_video(loaded.model, sample, cfg.dataset.max_seq_len, cfg.model.max_div_factor, dev,
+                              precision)
     ranges = tuple((float(a), float(b)) for a, b in cfg.model.regression_range)
     raw = RawOutputs([raw_video], tuple(cfg.model.fpn_strides), ranges,
                      loaded.class_names)

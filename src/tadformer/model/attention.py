@@ -24,6 +24,19 @@ from tadformer.model.layers import ChannelLayerNorm, MaskedConv1d
 MASKED_KEY_SCORE = -1e4  # additive score of a padded key inside the band (official value)
 
 
+def _softmax(scores: Tensor) -> Tensor:
+    """Softmax over the last dim; half-precision scores (mixed precision) are normalised in float32."""
+    low = scores.dtype in (torch.float16, torch.bfloat16)
+    return torch.softmax(scores, dim=-1, dtype=torch.float32 if low else None)
+
+
+def _time_window(x: Tensor, start: int, stop: int) -> Tensor:
+    """Steps ``start .. stop - 1`` of ``x [N, d, T]`` (a copy), zeros outside ``0 .. T - 1``."""
+    t = x.shape[-1]
+    lo, hi = max(start, 0), min(stop, t)
+    return F.pad(x[..., lo:hi], (lo - start, stop - hi))
+
+
 def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, window_overlap: int,
                      dropout_p: float = 0.0, training: bool = False, block: int = 32) -> Tensor:
     """Local (banded) masked attention, official semantics, O(T * (block + window)) memory.
@@ -32,7 +45,9 @@ def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, window_overl
     ``block + 2w`` keys it can see (one batched matmul), and the band of every query row is cut
     out by a skew (pad + reshape, no gather). The weighted sum of the values is the reverse:
     the band probabilities are skewed back into ``[block, block + 2w]`` rows and multiplied with
-    the value windows. Only float summation order differs from a per-offset loop.
+    the value windows. Blocks are processed in groups whose key/value windows are cut straight
+    from ``k`` / ``v`` (no padded copy of the whole sequence), and the output is written group by
+    group into one ``[N, d, T]`` tensor. Only float summation order differs from a per-offset loop.
 
     Args:
         q: ``[N, d, T]`` queries, already multiplied by the softmax scale (N = B * heads).
@@ -45,7 +60,7 @@ def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, window_overl
         block: query block length (speed only; the result does not depend on it).
 
     Returns:
-        ``[N, d, T]`` attention output; masked queries (time steps) are 0.
+        ``[N, d, T]`` attention output (contiguous); masked queries (time steps) are 0.
     """
     n, d, t = q.shape
     w = window_overlap
@@ -54,17 +69,20 @@ def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, window_overl
     n_blocks = -(-t // c)
     t_blocks = n_blocks * c
     span = c + 2 * w  # keys seen by one query block
-    q_blk = F.pad(q.transpose(1, 2), (0, 0, 0, t_blocks - t)).reshape(n, n_blocks, c, d)
-    k_win = F.pad(k.transpose(1, 2), (0, 0, w, t_blocks - t + w)).unfold(1, span, c)  # [N, nb, d, span]
     # groups of blocks keep every intermediate no larger than the [N, T, W] band itself
     group = max(1, (t * n_slots) // (c * (span + 1)))
+    starts = range(0, n_blocks, group)
     bands = []
-    for g in range(0, n_blocks, group):
-        full = torch.matmul(q_blk[:, g : g + group], k_win[:, g : g + group])  # [N, g, c, span]
-        nbg = full.shape[1]  # row a holds keys a-w..a+w at columns a..a+2w: unskew
-        band = F.pad(full.reshape(n, nbg, c * span), (0, c)).reshape(n, nbg, c, span + 1)
+    for g in starts:
+        nbg = min(group, n_blocks - g)
+        s0, s1 = g * c, (g + nbg) * c  # query steps of the group (beyond T: zero queries)
+        q_blk = _time_window(q, s0, s1).view(n, d, nbg, c).permute(0, 2, 3, 1)  # [N, g, c, d]
+        k_win = _time_window(k, s0 - w, s1 + w).unfold(2, span, c).transpose(1, 2)  # [N, g, d, span]
+        full = torch.matmul(q_blk, k_win)  # [N, g, c, span]; row a holds keys a-w..a+w at columns a..a+2w
+        band = F.pad(full.reshape(n, nbg, c * span), (0, c)).reshape(n, nbg, c, span + 1)  # unskew
         bands.append(band[..., :n_slots])
     scores = torch.cat(bands, 1).reshape(n, t_blocks, n_slots)[:, :t]  # [N, T, W]; slot j = key i + j - w
+    del bands, full, band
 
     # additive -1e4 for padded keys (keys beyond the sequence are handled by -inf below)
     key_valid = F.pad(mask, (w, w), value=True).unfold(1, n_slots, 1)  # [N, T, W]
@@ -72,19 +90,26 @@ def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, window_overl
     key_pos = torch.arange(t, device=q.device)[:, None] + torch.arange(-w, w + 1, device=q.device)[None, :]
     scores = scores.masked_fill((key_pos < 0) | (key_pos >= t), float("-inf"))
 
-    probs = torch.softmax(scores, dim=-1).masked_fill(~mask[:, :, None], 0.0)  # [N, T, W]
+    probs = _softmax(scores).masked_fill(~mask[:, :, None], 0.0)  # [N, T, W]
     probs = F.dropout(probs, dropout_p, training)
+    del scores
 
     # skew back: [N, nb, c, W] -> [N, nb, c, span] with row a shifted right by a
     p_blk = F.pad(probs, (0, 0, 0, t_blocks - t)).reshape(n, n_blocks, c, n_slots)
-    v_win = F.pad(v.transpose(1, 2), (0, 0, w, t_blocks - t + w)).unfold(1, span, c)  # [N, nb, d, span]
-    outs = []
-    for g in range(0, n_blocks, group):
+    out: Tensor | None = None
+    for g in starts:
         p_g = p_blk[:, g : g + group]
         nbg = p_g.shape[1]
+        s0, s1 = g * c, (g + nbg) * c
         p_full = F.pad(p_g, (0, span + 1 - n_slots)).reshape(n, nbg, c * (span + 1))[..., : c * span]
-        outs.append(torch.matmul(p_full.reshape(n, nbg, c, span), v_win[:, g : g + group].transpose(-1, -2)))
-    return torch.cat(outs, 1).reshape(n, t_blocks, d)[:, :t].transpose(1, 2)  # [N, d, T]
+        v_win = _time_window(v, s0 - w, s1 + w).unfold(2, span, c).permute(0, 2, 3, 1)  # [N, g, span, d]
+        res = torch.matmul(p_full.reshape(n, nbg, c, span), v_win).reshape(n, nbg * c, d)  # [N, g*c, d]
+        if out is None:  # dtype of the products (bfloat16 under autocast)
+            out = torch.empty(n, d, t, dtype=res.dtype, device=res.device)
+        stop = min(s1, t)
+        out[:, :, s0:stop] = res[:, : stop - s0].transpose(1, 2)
+    assert out is not None
+    return out  # [N, d, T]
 
 
 class _ConvQKV(nn.Module):
@@ -198,6 +223,6 @@ class MaskedMHCA(_ConvQKV):
         q, k, v, qx_mask, kv_mask = self._project(x, mask)
         att = q.transpose(2, 3) @ k  # [B, heads, T', T']
         att = att.masked_fill(~kv_mask[:, :, None, :], float("-inf"))
-        att = self.attn_drop(torch.softmax(att, dim=-1))
+        att = self.attn_drop(_softmax(att))
         out = att @ (v * kv_mask[:, :, None, :].to(v.dtype)).transpose(2, 3)  # [B, heads, T', d]
         return self._output(out.transpose(2, 3).reshape(x.shape[0], self.n_embd, -1), qx_mask), qx_mask

@@ -23,6 +23,40 @@ from torch import Tensor, nn
 EXACT_LAYER_NORM = True
 
 
+# Without autograd, stride-1 convolutions over longer sequences run over time chunks of this many steps
+# (see :func:`conv1d_in_time_chunks`).
+CONV_CHUNK_STEPS = 1152
+
+
+def conv1d_in_time_chunks(conv: nn.Conv1d, x: Tensor, chunk_steps: int) -> Tensor:
+    """``conv(x)`` for a stride-1, 'same'-padded ``nn.Conv1d``, computed over time chunks.
+
+    Each chunk reads its ``padding`` neighbours on both sides (zeros only at the sequence ends), so
+    every output step sees exactly the inputs of the one-shot convolution; only the convolution
+    kernel's internal blocking (float summation order) can differ. The backend's transient copies of
+    the input (layout reorders, e.g. of the 2048-channel features) are then chunk-sized instead of
+    sequence-sized.
+
+    Args:
+        conv: the convolution (stride 1, padding ``kernel_size // 2``, dilation 1).
+        x: ``[B, C_in, T]``.
+        chunk_steps: output steps per chunk.
+
+    Returns:
+        ``[B, C_out, T]``.
+    """
+    if conv.stride[0] != 1 or conv.dilation[0] != 1 or conv.padding[0] != conv.kernel_size[0] // 2:
+        raise ValueError("conv1d_in_time_chunks: needs stride 1, dilation 1 and 'same' padding")
+    pad, t = conv.kernel_size[0] // 2, x.shape[-1]
+    outs = []
+    for start in range(0, t, chunk_steps):
+        end = min(start + chunk_steps, t)
+        lo, hi = max(start - pad, 0), min(end + pad, t)
+        piece = F.pad(x[..., lo:hi], (pad - (start - lo), pad - (hi - end)))  # zeros at the ends only
+        outs.append(F.conv1d(piece, conv.weight, conv.bias, 1, 0, 1, conv.groups))
+    return torch.cat(outs, dim=-1)
+
+
 class MaskedConv1d(nn.Module):
     """1-D convolution whose output is multiplied by the (subsampled) mask (official ``MaskedConv1D``).
 
@@ -64,7 +98,10 @@ class MaskedConv1d(nn.Module):
             raise ValueError(
                 f"MaskedConv1d: sequence length {x.shape[-1]} is not divisible by stride {self.stride}"
             )
-        out = self.conv(x)
+        if self.stride == 1 and x.shape[-1] > CONV_CHUNK_STEPS and not torch.is_grad_enabled():
+            out = conv1d_in_time_chunks(self.conv, x, CONV_CHUNK_STEPS)  # inference: bounded transient memory
+        else:
+            out = self.conv(x)
         out_mask = mask[..., :: self.stride] if self.stride > 1 else mask
         # multiply (not masked_fill), like the official code: negative values become -0.0
         out = out * out_mask.to(out.dtype).detach()
@@ -98,13 +135,22 @@ class ChannelLayerNorm(nn.Module):
         """Args: x ``[B, C, T]``. Returns: ``[B, C, T]``."""
         if x.dim() != 3 or x.shape[1] != self.num_channels:
             raise ValueError(f"ChannelLayerNorm: expected [B, {self.num_channels}, T], got {list(x.shape)}")
-        if self.exact:
+        # mixed precision (half input, or under autocast) always takes the fused kernel: it accumulates in
+        # float32, and the op-by-op formula exists only for bit-exact float32 parity
+        mixed = x.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(x.device.type)
+        if self.exact and not mixed:
             mu = torch.mean(x, dim=1, keepdim=True)
             res = x - mu
             var = torch.mean(res**2, dim=1, keepdim=True)
-            out = res / torch.sqrt(var + self.eps)
+            if torch.is_grad_enabled():
+                out = res / torch.sqrt(var + self.eps)
+                if self.affine:
+                    out = out * self.weight + self.bias
+                return out
+            # inference: the same elementwise ops (identical bits), in place, so no extra [B, C, T] copies
+            out = res.div_(torch.sqrt(var + self.eps))
             if self.affine:
-                out = out * self.weight + self.bias
+                out = out.mul_(self.weight).add_(self.bias)
             return out
         # fused kernel on the channel-last view: one pass instead of nine; same formula, float rounding
         # differs by ~1 ulp (well inside the golden tolerances)
