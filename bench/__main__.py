@@ -19,6 +19,7 @@ INFER_LENGTHS = (2304, 4608, 12534)
 
 Plan = list[tuple[str, str, dict[str, Any], int, dict[str, Any]]]
 FUSED = {"fused_ln": True}
+BF16 = {"amp": "bf16"}  # opt-in mixed precision (our side only; the official code has no such path)
 
 
 def _plan(what: str, rounds: int, long_rounds: int, repeats: int) -> Plan:
@@ -31,6 +32,7 @@ def _plan(what: str, rounds: int, long_rounds: int, repeats: int) -> Plan:
     if what in ("all", "train"):
         args = {"length": 2304, "repeats": repeats}
         plan.append(("train step (B=2, T=2304)", "train", args, long_rounds, {}))
+        plan.append(("train step, bf16 autocast (opt-in)", "train", args, long_rounds, BF16))
         if what == "train":
             plan.append(("train step, fused LN (opt-in)", "train", args, long_rounds, FUSED))
     if what in ("all", "infer"):
@@ -38,6 +40,8 @@ def _plan(what: str, rounds: int, long_rounds: int, repeats: int) -> Plan:
             short = length == INFER_LENGTHS[0]
             args = {"length": length, "repeats": repeats if short else 1}
             plan.append((f"inference T={length}", "infer", args, rounds if short else long_rounds, {}))
+            plan.append((f"inference T={length}, bf16 autocast (opt-in)", "infer", args,
+                         rounds if short else long_rounds, BF16))
             if short:
                 plan.append((f"inference T={length}, fused LN (opt-in)", "infer", args, rounds, FUSED))
     if what in ("all", "nms"):
@@ -85,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats inside each subprocess")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="parity: training seeds")
+    parser.add_argument("--sides", nargs="+", default=["ours", "official"], choices=["ours", "official", "ours-bf16"],
+                        help="parity: which implementations to train (ours-bf16: our opt-in --amp bf16 path)")
     args = parser.parse_args(argv)
     if args.what == "setup-official":
         driver.setup_official()
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.what == "parity":
         from bench import parity
 
-        parity.main(args.seeds, args.threads)
+        parity.main(args.seeds, args.threads, tuple(args.sides))
         return
     results: dict[str, Any] = {"command": "python -m bench " + " ".join(map(shlex.quote, argv or sys.argv[1:])),
                                "machine": driver.machine_info(), "comparisons": []}

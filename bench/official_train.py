@@ -3,7 +3,8 @@
 Follows the official ``train.py`` / ``eval.py`` with the package's own pieces only: ``load_config``,
 ``fix_random_seed``, ``make_dataset`` / ``make_data_loader``, ``make_meta_arch``, ``make_optimizer`` /
 ``make_scheduler``, ``ModelEma``, ``train_one_epoch`` for every epoch (warmup included) and
-``valid_one_epoch`` of the EMA model, whose raw detections are written to a pickle for our evaluator.
+``valid_one_epoch`` of the EMA model (``opt.ema_decay``, default 0.999, like ``ModelEma``) and of the regular
+model, whose raw detections are written to ``OUT.pkl`` and ``OUT_regular.pkl`` for our evaluator.
 The model is not wrapped in ``nn.DataParallel`` (CPU).
 
 Usage: ``python -m bench.official_train CONFIG SEED OUT.pkl JSON_OVERRIDES``.
@@ -38,7 +39,7 @@ def run(config_path: str, seed: int, out_file: str, overrides: dict[str, Any]) -
     model = actionformer.make_meta_arch(cfg["model_name"], **cfg["model"])
     optimizer = actionformer.make_optimizer(model, cfg["opt"])
     scheduler = actionformer.make_scheduler(optimizer, cfg["opt"], len(train_loader))
-    model_ema = actionformer.ModelEma(model)
+    model_ema = actionformer.ModelEma(model, decay=float(cfg["opt"].get("ema_decay", 0.999)))
     max_epochs = cfg["opt"].get("early_stop_epochs", cfg["opt"]["epochs"] + cfg["opt"]["warmup_epochs"])
     sink = io.StringIO()
     for epoch in range(max_epochs):
@@ -48,8 +49,10 @@ def run(config_path: str, seed: int, out_file: str, overrides: dict[str, Any]) -
         print(f"epoch {epoch + 1}/{max_epochs} done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     val_dataset = actionformer.make_dataset(cfg["dataset_name"], False, cfg["val_split"], **cfg["dataset"])
     val_loader = actionformer.make_data_loader(val_dataset, False, None, 1, cfg["loader"]["num_workers"])
+    regular_file = out_file.replace(".pkl", "_regular.pkl")
     with contextlib.redirect_stdout(sink), torch.no_grad():
         actionformer.valid_one_epoch(val_loader, model_ema.module, -1, output_file=out_file, print_freq=10**9)
+        actionformer.valid_one_epoch(val_loader, model, -1, output_file=regular_file, print_freq=10**9)
     return time.perf_counter() - start
 
 

@@ -18,6 +18,7 @@ from tadformer.data.collate import collate_eval, collate_train
 from tadformer.data.types import VideoSample
 from tadformer.engine.ema import ModelEma
 from tadformer.engine.optim import build_optimizer, build_scheduler
+from tadformer.engine.runtime import make_precision
 from tadformer.engine.train import TrainParts, train_step
 from tadformer.losses import LossNormalizer
 from tadformer.metrics import evaluate_detections
@@ -48,14 +49,19 @@ def sample(idx: int, length: int, with_gt: bool) -> VideoSample:
         feat_stride=cases.FEAT_STRIDE, feat_num_frames=cases.NUM_FRAMES)
 
 
-def task_infer(length: int, repeats: int, fused_ln: bool = False) -> dict[str, Any]:
-    """End-to-end inference of one video: pad, network, decode, soft-NMS, seconds."""
+def task_infer(length: int, repeats: int, fused_ln: bool = False, amp: str = "off") -> dict[str, Any]:
+    """End-to-end inference of one video: pad, network, decode, soft-NMS, seconds.
+
+    ``amp="bf16"``: the opt-in mixed-precision path (network under bf16 autocast, as ``--amp bf16``).
+    """
     cfg = thumos_config()
     model = model_for(cfg, fused_ln=fused_ln).eval()
     batch = collate_eval([sample(0, length, with_gt=False)], cfg.dataset.max_seq_len, model.pad_multiple)
+    precision = make_precision(amp, "cpu")
 
     def run() -> None:
-        out = model(batch.feats, batch.mask)
+        with precision.autocast():
+            out = model(batch.feats, batch.mask)
         postprocess_batch(out, batch.metas, cfg.test_cfg)
 
     with torch.inference_mode():
@@ -69,14 +75,15 @@ def task_infer(length: int, repeats: int, fused_ln: bool = False) -> dict[str, A
     return {"times": times, "peak_mb": peak.mb}
 
 
-def task_train(length: int, repeats: int, batch_size: int = 2, fused_ln: bool = False) -> dict[str, Any]:
+def task_train(length: int, repeats: int, batch_size: int = 2, fused_ln: bool = False,
+               amp: str = "off") -> dict[str, Any]:
     """Training steps through ``engine.train_step`` (zero_grad, forward, target assignment, losses,
-    backward, grad clipping, AdamW step, scheduler step, EMA update)."""
+    backward, grad clipping, AdamW step, scheduler step, EMA update); ``amp`` as ``--amp``."""
     cfg = thumos_config()
     model = model_for(cfg, fused_ln=fused_ln).train()
     optimizer = build_optimizer(model, cfg.opt)
     parts = TrainParts(model, optimizer, build_scheduler(optimizer, cfg.opt, 100), ModelEma(model, 0.999),
-                       LossNormalizer(float(cfg.train_cfg.init_loss_norm)))
+                       LossNormalizer(float(cfg.train_cfg.init_loss_norm)), make_precision(amp, "cpu"))
     batches = [collate_train([sample(s * batch_size + j, length, with_gt=True) for j in range(batch_size)],
                              cfg.dataset.max_seq_len) for s in range(repeats + 1)]
     device = torch.device("cpu")
