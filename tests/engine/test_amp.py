@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,19 @@ def test_precision_modes_are_checked() -> None:
         make_precision("fp16", "cpu")
     with pytest.raises(ValueError, match="unknown mixed-precision mode 'fp8'"):
         make_precision("fp8", "cpu")
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tadformer.engine.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no AVX-512 BF16/AMX"):
+        make_precision("bf16", "cpu")
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_precision("bf16", "cpu")
+        make_precision("off", "cpu")
 
 
 def test_autocast_context() -> None:

@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
@@ -28,8 +29,8 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "AMP_MODES", "Precision", "StopFlag", "configure_cuda", "get_rank", "get_world_size", "is_main_process",
-    "make_precision", "resolve_device", "seed_everything", "synchronize",
+    "AMP_MODES", "Precision", "StopFlag", "configure_cuda", "cpu_has_fast_bf16", "get_rank", "get_world_size",
+    "is_main_process", "make_precision", "resolve_device", "seed_everything", "synchronize",
 ]
 
 AMP_MODES = ("off", "bf16", "fp16")
@@ -177,8 +178,19 @@ def make_precision(mode: str, device: torch.device | str) -> Precision:
         raise ValueError(f"--amp fp16 needs a CUDA device (got {device}); on the CPU use --amp bf16 or off")
     if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"--amp bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support; use --amp fp16")
+    if mode == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        warnings.warn("--amp bf16: this CPU has no AVX-512 BF16/AMX instructions, so bfloat16 runs emulated "
+                      "and is usually slower than float32 here; use --amp off", RuntimeWarning, stacklevel=2)
     scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
     return Precision(mode, device.type, scaler)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN has native bfloat16 kernels on this CPU (AVX-512 BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
 
 
 class StopFlag:
