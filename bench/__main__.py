@@ -66,17 +66,23 @@ def markdown(results: dict[str, Any]) -> str:
                      f"**{t['ratio']:.2g}** | {peak} |")
     fl = results.get("flops")
     if fl:
-        lines += ["", f"Matmul peak (2048x2048 sgemm, same run): {fl['matmul_gflops']:.1f} GFLOP/s", "",
-                  "| T | GFLOP per video | achieved GFLOP/s ours | official | % of sgemm peak ours |",
-                  "|---|---|---|---|---|"]
+        bf16_peak = fl.get("matmul_bf16_gflops")
+        lines += ["", f"Matmul peak (2048x2048, same run): float32 {fl['matmul_gflops']:.1f} GFLOP/s"
+                  + (f", bfloat16 {bf16_peak:.1f} GFLOP/s" if bf16_peak else ""), "",
+                  "| T | GFLOP per video | achieved GFLOP/s ours | official | % of sgemm peak ours "
+                  "| ours bf16 (opt-in) | % of bf16 GEMM peak |", "|---|---|---|---|---|---|---|"]
+        by_name = {r["name"]: r for r in results["comparisons"]}
         for length, flops in fl["flops"].items():
-            row = next((r for r in results["comparisons"] if r["name"] == f"inference T={length}"), None)
+            row = by_name.get(f"inference T={length}")
             if row is None:
-                lines.append(f"| {length} | {flops / 1e9:.1f} | - | - | - |")
+                lines.append(f"| {length} | {flops / 1e9:.1f} | - | - | - | - | - |")
                 continue
             ours, off = flops / row["times"]["ours"] / 1e9, flops / row["times"]["official"] / 1e9
+            bf = by_name.get(f"inference T={length}, bf16 autocast (opt-in)")
+            bf_rate = flops / bf["times"]["ours"] / 1e9 if bf else None
+            bf_cells = (f"{bf_rate:.1f} | {100 * bf_rate / bf16_peak:.0f}%" if bf_rate and bf16_peak else "- | -")
             lines.append(f"| {length} | {flops / 1e9:.1f} | {ours:.1f} | {off:.1f} | "
-                         f"{100 * ours / fl['matmul_gflops']:.0f}% |")
+                         f"{100 * ours / fl['matmul_gflops']:.0f}% | {bf_cells} |")
     return "\n".join(lines)
 
 

@@ -123,7 +123,11 @@ def machine_info() -> dict[str, Any]:
     import numpy
     import torch
 
+    from tadformer.engine.runtime import cpu_has_fast_bf16
+
     info["ours_env"] = f"torch {torch.__version__}, numpy {numpy.__version__}"
+    info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # e.g. AVX2, AVX512
+    info["fast_bf16"] = cpu_has_fast_bf16()  # AVX-512 BF16 / AMX: what --amp bf16 needs
     return info
 
 

@@ -46,11 +46,11 @@ class Peak:
         self.mb = max(0.0, max_rss_mb() - self._base)
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """Best achieved float32 GEMM rate (GFLOP/s) of ``size x size`` matrices on this process's threads."""
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5, dtype: str = "float32") -> float:
+    """Best achieved GEMM rate (GFLOP/s) of ``size x size`` matrices of ``dtype`` on this process's threads."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = (torch.randn(size, size).to(getattr(torch, dtype)) for _ in range(2))
     for _ in range(2):
         a @ b
     best = float("inf")

@@ -142,7 +142,8 @@ def task_flops(lengths: list[int]) -> dict[str, Any]:
             with counter:
                 model(batch.feats, batch.mask)
             flops[str(length)] = counter.get_total_flops()
-    return {"flops": flops, "matmul_gflops": matmul_peak_gflops()}
+    return {"flops": flops, "matmul_gflops": matmul_peak_gflops(),
+            "matmul_bf16_gflops": matmul_peak_gflops(dtype="bfloat16")}
 
 
 TASKS: dict[str, Callable[..., dict[str, Any]]] = {
