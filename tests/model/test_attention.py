@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from tadformer.model.attention import LocalMaskedMHCA, MaskedMHCA, banded_attention
+from tadformer.model.attention import LocalMaskedMHCA, MaskedMHCA, banded_attention, banded_attention_owned
+from tadformer.model.layers import ChannelLayerNorm
 
 
 def _mask(lengths: list[int], t: int) -> torch.Tensor:
@@ -129,3 +130,27 @@ def test_long_sequence_is_memory_light() -> None:
     assert torch.isfinite(out).all()
     # no [T, T] matrix: the largest tensor is the [B*heads, T, window] score band
     assert probe.max_numel <= heads * t * win
+
+
+def test_owned_variant_empties_its_list_and_gives_the_same_result() -> None:
+    torch.manual_seed(5)
+    q, k, v = (torch.randn(3, 8, 45, dtype=torch.float64) for _ in range(3))
+    mask = _mask([45, 30, 7], 45)
+    qkv: list[torch.Tensor | None] = [q.clone(), k.clone(), v.clone()]
+    out = banded_attention_owned(qkv, mask, 4)
+    assert qkv == [None, None, None]  # the caller's only references are gone
+    torch.testing.assert_close(out, banded_attention(q, k, v, mask, 4), atol=0, rtol=0)
+    assert out.is_contiguous()
+
+
+@pytest.mark.parametrize("cls", [LocalMaskedMHCA, MaskedMHCA])
+def test_pre_norm_inside_attention_equals_norm_before_it(cls: type) -> None:
+    torch.manual_seed(6)
+    attn = cls(16, 2, 5) if cls is LocalMaskedMHCA else cls(16, 2)
+    norm = ChannelLayerNorm(16)
+    x = torch.randn(2, 16, 24)
+    mask = _mask([24, 13], 24)[:, None, :].reshape(2, 1, 24)
+    with torch.no_grad():
+        a, ma = attn(norm(x), mask)
+        b, mb = attn(x, mask, pre_norm=norm)
+    assert torch.equal(a, b) and torch.equal(ma, mb)

@@ -16,6 +16,7 @@ from tadformer.model.layers import (
     Scale,
     conv1d_in_time_chunks,
     drop_path,
+    fill_time_chunks,
     forced_droppath_masks,
     prior_bias,
     sinusoid_encoding,
@@ -76,6 +77,20 @@ def test_conv_in_time_chunks_equals_the_one_shot_conv(c_in: int, c_out: int, k: 
         torch.testing.assert_close(conv1d_in_time_chunks(conv, x, chunk), conv(x), atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match="stride 1"):
         conv1d_in_time_chunks(torch.nn.Conv1d(2, 2, 3, stride=2, padding=1), x[:, :2], 4)
+
+
+def test_fill_time_chunks_concatenates_in_place() -> None:
+    full = torch.arange(2 * 3 * 10, dtype=torch.float32).reshape(2, 3, 10)
+    calls: list[tuple[int, int]] = []
+
+    def chunk(start: int, end: int) -> torch.Tensor:
+        calls.append((start, end))
+        return full[..., start:end] * 1.0
+
+    assert torch.equal(fill_time_chunks(chunk, 10, 4), full)
+    assert calls == [(0, 4), (4, 8), (8, 10)]
+    calls.clear()
+    assert torch.equal(fill_time_chunks(chunk, 10, 16), full) and calls == [(0, 10)]
 
 
 def test_masked_conv_chunks_long_sequences_only_without_autograd(monkeypatch: pytest.MonkeyPatch) -> None:

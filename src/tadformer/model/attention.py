@@ -39,6 +39,12 @@ def _time_window(x: Tensor, start: int, stop: int) -> Tensor:
 
 def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, window_overlap: int,
                      dropout_p: float = 0.0, training: bool = False, block: int = 32) -> Tensor:
+    """Local (banded) masked attention; see :func:`banded_attention_owned` (same result)."""
+    return banded_attention_owned([q, k, v], mask, window_overlap, dropout_p, training, block)
+
+
+def banded_attention_owned(qkv: list[Tensor | None], mask: Tensor, window_overlap: int,
+                           dropout_p: float = 0.0, training: bool = False, block: int = 32) -> Tensor:
     """Local (banded) masked attention, official semantics, O(T * (block + window)) memory.
 
     Queries are cut into blocks of ``block`` steps; each block is multiplied with the
@@ -59,9 +65,16 @@ def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, window_overl
         training: whether dropout is active.
         block: query block length (speed only; the result does not depend on it).
 
+    The queries, keys and values come in a list ``[q, k, v]`` that this function empties as soon as
+    it is done with each (q and k after the scores), so a caller that passes its only references lets
+    them be freed early (inference memory).
+
     Returns:
         ``[N, d, T]`` attention output (contiguous); masked queries (time steps) are 0.
     """
+    q, k, v = qkv
+    qkv[:] = [None, None, None]
+    assert q is not None and k is not None and v is not None, "banded_attention_owned: q, k, v expected"
     n, d, t = q.shape
     w = window_overlap
     n_slots = 2 * w + 1
@@ -82,12 +95,12 @@ def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, window_overl
         band = F.pad(full.reshape(n, nbg, c * span), (0, c)).reshape(n, nbg, c, span + 1)  # unskew
         bands.append(band[..., :n_slots])
     scores = torch.cat(bands, 1).reshape(n, t_blocks, n_slots)[:, :t]  # [N, T, W]; slot j = key i + j - w
-    del bands, full, band
+    del bands, full, band, q_blk, k_win, q, k
 
     # additive -1e4 for padded keys (keys beyond the sequence are handled by -inf below)
     key_valid = F.pad(mask, (w, w), value=True).unfold(1, n_slots, 1)  # [N, T, W]
     scores = scores + torch.where(key_valid, 0.0, MASKED_KEY_SCORE).to(scores.dtype)
-    key_pos = torch.arange(t, device=q.device)[:, None] + torch.arange(-w, w + 1, device=q.device)[None, :]
+    key_pos = torch.arange(t, device=mask.device)[:, None] + torch.arange(-w, w + 1, device=mask.device)[None, :]
     scores = scores.masked_fill((key_pos < 0) | (key_pos >= t), float("-inf"))
 
     probs = _softmax(scores).masked_fill(~mask[:, :, None], 0.0)  # [N, T, W]
@@ -147,12 +160,20 @@ class _ConvQKV(nn.Module):
         self.proj = nn.Conv1d(n_embd, n_embd, 1)
         self.proj_drop = nn.Dropout(proj_pdrop)
 
-    def _project(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Returns q, k, v as ``[B, heads, d, T']`` (q already scaled), qx_mask, kv_mask ``[B,1,T']``."""
+    def _project(self, x: Tensor, mask: Tensor, pre_norm: nn.Module | None = None
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Returns q, k, v as ``[B, heads, d, T']`` (q already scaled), qx_mask, kv_mask ``[B,1,T']``.
+
+        ``pre_norm`` (the block's LayerNorm) is applied to ``x`` here, so its output is freed as soon
+        as the three depthwise convs have read it.
+        """
         b = x.shape[0]
+        if pre_norm is not None:
+            x = pre_norm(x)
         q, qx_mask = self.query_conv(x, mask)
         k, kv_mask = self.key_conv(x, mask)
         v, _ = self.value_conv(x, mask)
+        del x
         q = self.query(self.query_norm(q))
         k = self.key(self.key_norm(k))
         v = self.value(self.value_norm(v))
@@ -193,17 +214,18 @@ class LocalMaskedMHCA(_ConvQKV):
         self.window_size = window_size
         self.window_overlap = window_size // 2
 
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Args: x ``[B, D, T]``; mask ``[B, 1, T]`` bool.
+    def forward(self, x: Tensor, mask: Tensor, pre_norm: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+        """Args: x ``[B, D, T]``; mask ``[B, 1, T]`` bool; ``pre_norm`` applied to x first (optional).
 
         Returns:
             ``([B, D, T / stride], [B, 1, T / stride] bool)``; masked steps of the output are 0.
         """
-        q, k, v, qx_mask, kv_mask = self._project(x, mask)
+        q, k, v, qx_mask, kv_mask = self._project(x, mask, pre_norm)
         b, h, d, t = q.shape
         flat_mask = kv_mask.expand(b, h, t).reshape(b * h, t)  # [B*heads, T']
-        out = banded_attention(q.reshape(b * h, d, t), k.reshape(b * h, d, t), v.reshape(b * h, d, t),
-                               flat_mask, self.window_overlap, self.attn_drop.p, self.training)
+        qkv: list[Tensor | None] = [y.reshape(b * h, d, t) for y in (q, k, v)]
+        del q, k, v  # the list holds the only references: banded_attention_owned frees q, k early
+        out = banded_attention_owned(qkv, flat_mask, self.window_overlap, self.attn_drop.p, self.training)
         return self._output(out.reshape(b, h * d, t), qx_mask), qx_mask
 
 
@@ -218,9 +240,9 @@ class MaskedMHCA(_ConvQKV):
                  attn_pdrop: float = 0.0, proj_pdrop: float = 0.0) -> None:
         super().__init__(n_embd, n_head, n_qx_stride, n_kv_stride, attn_pdrop, proj_pdrop)
 
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Args: x ``[B, D, T]``; mask ``[B, 1, T]`` bool. Returns: output and mask as above."""
-        q, k, v, qx_mask, kv_mask = self._project(x, mask)
+    def forward(self, x: Tensor, mask: Tensor, pre_norm: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+        """Args: x ``[B, D, T]``; mask ``[B, 1, T]`` bool; optional ``pre_norm``. Returns: output and mask."""
+        q, k, v, qx_mask, kv_mask = self._project(x, mask, pre_norm)
         att = q.transpose(2, 3) @ k  # [B, heads, T', T']
         att = att.masked_fill(~kv_mask[:, :, None, :], float("-inf"))
         att = self.attn_drop(_softmax(att))

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tadformer.model.attention import LocalMaskedMHCA, MaskedMHCA
-from tadformer.model.layers import AffineDropPath, ChannelLayerNorm, MaskedConv1d, sinusoid_encoding
+from tadformer.model.layers import (
+    AffineDropPath,
+    ChannelLayerNorm,
+    MaskedConv1d,
+    fill_time_chunks,
+    sinusoid_encoding,
+)
 
 # eval-mode MLP chunk (time steps): the [B, 4D, T] hidden is built chunk by chunk (1x1 convs are pointwise
 # in time, so only float rounding can differ); bounds inference memory on long videos
@@ -72,7 +77,7 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Args: x ``[B, D, T]``; mask ``[B, 1, T]`` bool. Returns: ``[B, D, T/s]``, ``[B, 1, T/s]``."""
-        out, out_mask = self.attn(self.ln1(x), mask)
+        out, out_mask = self.attn(x, mask, pre_norm=self.ln1)  # = attn(ln1(x)); ln1(x) freed early
         m = out_mask.to(out.dtype)
         out = self.pool_skip(x) * m + self.drop_path_attn(out)
         out = out + self.drop_path_mlp(self._mlp(self.ln2(out)) * m)
@@ -83,7 +88,7 @@ class TransformerBlock(nn.Module):
         t = x.shape[-1]
         if self.training or t <= MLP_CHUNK_STEPS:
             return self.mlp(x)
-        return torch.cat([self.mlp(x[..., s : s + MLP_CHUNK_STEPS]) for s in range(0, t, MLP_CHUNK_STEPS)], dim=-1)
+        return fill_time_chunks(lambda start, end: self.mlp(x[..., start:end]), t, MLP_CHUNK_STEPS)
 
 
 def _zero_linear_biases(module: nn.Module) -> None:

@@ -10,7 +10,7 @@ state-dict keys match and the torch CPU generator is consumed identically at ini
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -48,13 +48,31 @@ def conv1d_in_time_chunks(conv: nn.Conv1d, x: Tensor, chunk_steps: int) -> Tenso
     if conv.stride[0] != 1 or conv.dilation[0] != 1 or conv.padding[0] != conv.kernel_size[0] // 2:
         raise ValueError("conv1d_in_time_chunks: needs stride 1, dilation 1 and 'same' padding")
     pad, t = conv.kernel_size[0] // 2, x.shape[-1]
-    outs = []
-    for start in range(0, t, chunk_steps):
-        end = min(start + chunk_steps, t)
+
+    def chunk(start: int, end: int) -> Tensor:
         lo, hi = max(start - pad, 0), min(end + pad, t)
         piece = F.pad(x[..., lo:hi], (pad - (start - lo), pad - (hi - end)))  # zeros at the ends only
-        outs.append(F.conv1d(piece, conv.weight, conv.bias, 1, 0, 1, conv.groups))
-    return torch.cat(outs, dim=-1)
+        return F.conv1d(piece, conv.weight, conv.bias, 1, 0, 1, conv.groups)
+
+    return fill_time_chunks(chunk, t, chunk_steps)
+
+
+def fill_time_chunks(chunk: Callable[[int, int], Tensor], t: int, chunk_steps: int) -> Tensor:
+    """Concatenate ``chunk(start, end)`` (each ``[..., end - start]``) over ``0 .. t`` along time.
+
+    The output is allocated once (dtype and device of the first chunk) and filled chunk by chunk, so
+    at most one chunk exists besides it (a ``torch.cat`` of a list would hold all of them as well).
+    """
+    first = chunk(0, min(chunk_steps, t))
+    if first.shape[-1] == t:
+        return first
+    out = first.new_empty((*first.shape[:-1], t))
+    out[..., : first.shape[-1]] = first
+    del first
+    for start in range(chunk_steps, t, chunk_steps):
+        end = min(start + chunk_steps, t)
+        out[..., start:end] = chunk(start, end)
+    return out
 
 
 class MaskedConv1d(nn.Module):
