@@ -56,18 +56,15 @@ def banded_attention_owned(qkv: list[Tensor | None], mask: Tensor, window_overla
     group into one ``[N, d, T]`` tensor. Only float summation order differs from a per-offset loop.
 
     Args:
-        q: ``[N, d, T]`` queries, already multiplied by the softmax scale (N = B * heads).
-        k: ``[N, d, T]`` keys.
-        v: ``[N, d, T]`` values (not masked).
+        qkv: ``[q, k, v]``, each ``[N, d, T]`` (N = B * heads): queries already multiplied by the
+            softmax scale, keys, values (not masked). The list is emptied (set to ``None``) at once
+            and q, k are dropped after the scores, so a caller passing its only references lets them
+            be freed early (inference memory).
         mask: ``[N, T]`` bool, True at valid steps; used for the keys and to zero masked query rows.
         window_overlap: w; query i sees keys ``i - w .. i + w``.
         dropout_p: dropout on the attention weights (active only when ``training``).
         training: whether dropout is active.
         block: query block length (speed only; the result does not depend on it).
-
-    The queries, keys and values come in a list ``[q, k, v]`` that this function empties as soon as
-    it is done with each (q and k after the scores), so a caller that passes its only references lets
-    them be freed early (inference memory).
 
     Returns:
         ``[N, d, T]`` attention output (contiguous); masked queries (time steps) are 0.
