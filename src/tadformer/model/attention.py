@@ -19,22 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tadformer.model.layers import ChannelLayerNorm, MaskedConv1d
+from tadformer.model.layers import HALF_DTYPES, ChannelLayerNorm, MaskedConv1d, time_window
 
 MASKED_KEY_SCORE = -1e4  # additive score of a padded key inside the band (official value)
 
 
 def _softmax(scores: Tensor) -> Tensor:
     """Softmax over the last dim; half-precision scores (mixed precision) are normalised in float32."""
-    low = scores.dtype in (torch.float16, torch.bfloat16)
-    return torch.softmax(scores, dim=-1, dtype=torch.float32 if low else None)
-
-
-def _time_window(x: Tensor, start: int, stop: int) -> Tensor:
-    """Steps ``start .. stop - 1`` of ``x [N, d, T]`` (a copy), zeros outside ``0 .. T - 1``."""
-    t = x.shape[-1]
-    lo, hi = max(start, 0), min(stop, t)
-    return F.pad(x[..., lo:hi], (lo - start, stop - hi))
+    return torch.softmax(scores, dim=-1, dtype=torch.float32 if scores.dtype in HALF_DTYPES else None)
 
 
 def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, window_overlap: int,
@@ -86,8 +78,8 @@ def banded_attention_owned(qkv: list[Tensor | None], mask: Tensor, window_overla
     for g in starts:
         nbg = min(group, n_blocks - g)
         s0, s1 = g * c, (g + nbg) * c  # query steps of the group (beyond T: zero queries)
-        q_blk = _time_window(q, s0, s1).view(n, d, nbg, c).permute(0, 2, 3, 1)  # [N, g, c, d]
-        k_win = _time_window(k, s0 - w, s1 + w).unfold(2, span, c).transpose(1, 2)  # [N, g, d, span]
+        q_blk = time_window(q, s0, s1).view(n, d, nbg, c).permute(0, 2, 3, 1)  # [N, g, c, d]
+        k_win = time_window(k, s0 - w, s1 + w).unfold(2, span, c).transpose(1, 2)  # [N, g, d, span]
         full = torch.matmul(q_blk, k_win)  # [N, g, c, span]; row a holds keys a-w..a+w at columns a..a+2w
         band = F.pad(full.reshape(n, nbg, c * span), (0, c)).reshape(n, nbg, c, span + 1)  # unskew
         bands.append(band[..., :n_slots])
@@ -112,7 +104,7 @@ def banded_attention_owned(qkv: list[Tensor | None], mask: Tensor, window_overla
         nbg = p_g.shape[1]
         s0, s1 = g * c, (g + nbg) * c
         p_full = F.pad(p_g, (0, span + 1 - n_slots)).reshape(n, nbg, c * (span + 1))[..., : c * span]
-        v_win = _time_window(v, s0 - w, s1 + w).unfold(2, span, c).permute(0, 2, 3, 1)  # [N, g, span, d]
+        v_win = time_window(v, s0 - w, s1 + w).unfold(2, span, c).permute(0, 2, 3, 1)  # [N, g, span, d]
         res = torch.matmul(p_full.reshape(n, nbg, c, span), v_win).reshape(n, nbg * c, d)  # [N, g*c, d]
         if out is None:  # dtype of the products (bfloat16 under autocast)
             out = torch.empty(n, d, t, dtype=res.dtype, device=res.device)

@@ -23,6 +23,17 @@ from torch import Tensor, nn
 EXACT_LAYER_NORM = True
 
 
+# dtypes of mixed precision: LayerNorm statistics and softmax are computed in float32 for them
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def time_window(x: Tensor, start: int, stop: int) -> Tensor:
+    """Steps ``start .. stop - 1`` of ``x [..., T]`` (a copy), zeros outside ``0 .. T - 1``."""
+    t = x.shape[-1]
+    lo, hi = max(start, 0), min(stop, t)
+    return F.pad(x[..., lo:hi], (lo - start, stop - hi))
+
+
 # Without autograd, stride-1 convolutions over longer sequences run over time chunks of this many steps
 # (see :func:`conv1d_in_time_chunks`).
 CONV_CHUNK_STEPS = 1152
@@ -49,10 +60,8 @@ def conv1d_in_time_chunks(conv: nn.Conv1d, x: Tensor, chunk_steps: int) -> Tenso
         raise ValueError("conv1d_in_time_chunks: needs stride 1, dilation 1 and 'same' padding")
     pad, t = conv.kernel_size[0] // 2, x.shape[-1]
 
-    def chunk(start: int, end: int) -> Tensor:
-        lo, hi = max(start - pad, 0), min(end + pad, t)
-        piece = F.pad(x[..., lo:hi], (pad - (start - lo), pad - (hi - end)))  # zeros at the ends only
-        return F.conv1d(piece, conv.weight, conv.bias, 1, 0, 1, conv.groups)
+    def chunk(start: int, end: int) -> Tensor:  # inputs start - pad .. end + pad, zeros beyond the ends
+        return F.conv1d(time_window(x, start - pad, end + pad), conv.weight, conv.bias, 1, 0, 1, conv.groups)
 
     return fill_time_chunks(chunk, t, chunk_steps)
 
@@ -155,7 +164,7 @@ class ChannelLayerNorm(nn.Module):
             raise ValueError(f"ChannelLayerNorm: expected [B, {self.num_channels}, T], got {list(x.shape)}")
         # mixed precision (half input, or under autocast) always takes the fused kernel: it accumulates in
         # float32, and the op-by-op formula exists only for bit-exact float32 parity
-        mixed = x.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(x.device.type)
+        mixed = x.dtype in HALF_DTYPES or torch.is_autocast_enabled(x.device.type)
         if self.exact and not mixed:
             mu = torch.mean(x, dim=1, keepdim=True)
             res = x - mu
