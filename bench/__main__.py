@@ -12,7 +12,7 @@ import shlex
 import sys
 from typing import Any
 
-from bench import driver
+from bench import driver, parity
 
 INFER_LENGTHS = (2304, 4608, 12534)
 
@@ -95,15 +95,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats inside each subprocess")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="parity: training seeds")
-    parser.add_argument("--sides", nargs="+", default=["ours", "official"], choices=["ours", "official", "ours-bf16"],
+    parser.add_argument("--sides", nargs="+", default=["ours", "official"], choices=parity.SIDES,
                         help="parity: which implementations to train (ours-bf16: our opt-in --amp bf16 path)")
     args = parser.parse_args(argv)
     if args.what == "setup-official":
         driver.setup_official()
         return
     if args.what == "parity":
-        from bench import parity
-
         parity.main(args.seeds, args.threads, tuple(args.sides))
         return
     results: dict[str, Any] = {"command": "python -m bench " + " ".join(map(shlex.quote, argv or sys.argv[1:])),
