@@ -41,9 +41,9 @@ def _amp(p: argparse.ArgumentParser, help_text: str) -> None:
     p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off", help=help_text)
 
 
-_AMP_EVAL_HELP = ("mixed precision of the network: bf16 autocast (CPU with AVX-512 BF16/AMX, or CUDA; about 2x "
-                  "faster there, scores differ slightly from float32) or fp16 (CUDA); default off (float32, "
-                  "the official numerics)")
+_AMP_EVAL_HELP = ("mixed precision of the network: bf16 autocast (faster on CPUs with AVX-512 BF16/AMX and on "
+                  "CUDA, see BENCHMARKS.md; scores differ slightly from float32) or fp16 (CUDA); default off "
+                  "(float32, the official numerics)")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
