@@ -52,9 +52,18 @@ def test_postprocess_staged_against_golden(golden_dir: Path, case: str) -> None:
                                              params.pre_nms_topk, params.duration_thresh)
     assert torch.equal(segs, torch.from_numpy(g["pre_nms_segments_grid"]))
     assert torch.equal(labels, torch.from_numpy(g["pre_nms_labels"]))
-    # scores are sigmoids: PyTorch's AVX-512 sigmoid kernel can differ from the AVX2 one (the golden
-    # machine's) by one float32 ulp (seen: 1 of 4,016 scores, 8.5e-8 relative), so compare at 2 ulps
-    torch.testing.assert_close(scores, torch.from_numpy(g["pre_nms_scores"]), atol=0, rtol=2.4e-7)
+    # scores are sigmoids of the golden logits. The golden file came from PyTorch's AVX2 kernels (with
+    # ATEN_CPU_CAPABILITY=avx2 every golden score is reproduced bit for bit); the AVX-512 sigmoid kernel
+    # differs by one float32 ulp on some inputs (seen: 1 of 4,016, 8.5e-8 relative), exactly as the
+    # official code would on that CPU. So: exact on AVX2, one ulp elsewhere, and on every CPU each score
+    # is exactly this machine's torch.sigmoid of a golden logit of its class.
+    golden_scores = torch.from_numpy(g["pre_nms_scores"])
+    if torch.backends.cpu.get_cpu_capability() == "AVX2":
+        assert torch.equal(scores, golden_scores)
+    else:
+        torch.testing.assert_close(scores, golden_scores, atol=0, rtol=1.2e-7)  # <= 1 ulp
+    probs = torch.cat([torch.sigmoid(lg)[mk] for lg, mk in zip(logits, masks, strict=True)])  # [P, C]
+    assert all(bool((probs[:, lab] == sc).any()) for sc, lab in zip(scores.tolist(), labels.tolist(), strict=True))
     # per-level counts: decode each level alone, with and without the duration filter
     for lv in range(6):
         one = make_points([m["level_lengths"][lv]], [STRIDES[lv]], [RANGES[lv]])
