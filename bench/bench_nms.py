@@ -1,7 +1,7 @@
 """Time tadformer's multiclass Gaussian soft-NMS per video (median over repeats).
 
 Candidate sets:
-- the two golden post-processing cases (``../shared/golden/postprocess.npz``), when present;
+- the two golden post-processing cases (``tests/golden/postprocess.npz``), when present;
 - THUMOS-like synthetic videos: 20 classes, a 2304-step padded grid, a few actions per video whose
   classes get high logits around them, noise logits elsewhere; decoded with the THUMOS test_cfg
   (threshold 0.001, top-2000 per level), giving about 4,000-12,000 candidates.
@@ -26,7 +26,7 @@ from tadformer.model.points import make_points
 from tadformer.nms import batched_nms
 from tadformer.postprocess import decode_detections
 
-GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "postprocess.npz"
+GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden" / "postprocess.npz"
 STRIDES = [1, 2, 4, 8, 16, 32]
 RANGES = [(0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10000)]
 
