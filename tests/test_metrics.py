@@ -272,3 +272,27 @@ def test_bad_inputs_raise_clear_errors() -> None:
         evaluate_detections(_gt({"v": [(0.0, 1.0, 0)]}), preds)
     with pytest.raises(ResultsFormatError, match="ActivityNet result format"):
         evaluate_detections(_gt({"v": [(0.0, 1.0, 0)]}), {"predictions": []})
+
+
+def test_eval_predictions_keeps_float64_at_a_threshold(tmp_path: Path, capsys) -> None:
+    """A result file whose float64 end time puts the tIoU just above 0.5; rounding that end time to
+    float32 (1.40000007 -> 1.4000000954) would drop it just below 0.5 and lose the match.
+
+    By hand: GT [0, 0.70000004], prediction [0, 1.40000007]; tIoU = 0.70000004 / 1.40000007
+    = 0.5 + 3.6e-9, so the one prediction is a TP at tIoU 0.3, 0.4 and 0.5 (AP 1) and a FP at 0.6
+    and 0.7 (AP 0): mAP [1, 1, 1, 0, 0], average 0.6 (float32 rounding would give 0.4)."""
+    from tadformer.cli import main
+
+    assert 0.70000004 / 1.40000007 >= 0.5 > 0.70000004 / float(np.float32(1.40000007))
+    gt = {"database": {"v1": {"subset": "test", "duration": 5.0, "fps": 30.0,
+                              "annotations": [{"label": "A", "label_id": 0, "segment": [0.0, 0.70000004]}]}}}
+    preds = {"version": "VERSION 1.3", "external_data": {},
+             "results": {"v1": [{"label": "A", "label_id": 0, "score": 0.9, "segment": [0.0, 1.40000007]}]}}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "preds.json").write_text(json.dumps(preds))
+    assert main(["eval", "--predictions", str(tmp_path / "preds.json"), "--annotations",
+                 str(tmp_path / "gt.json"), "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["mAP"] == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert metrics["average_mAP"] == pytest.approx(0.6, abs=1e-15)

@@ -56,10 +56,11 @@ def test_json_round_trip_is_exact(tmp_path: Path) -> None:
     assert first["label"] == "Billiards" and first["label_id"] == 2
     flat = flatten_results(data)
     seg = np.concatenate([np.asarray(d.segments_sec) for d in dets])
-    np.testing.assert_array_equal(flat.t_start_sec.astype(np.float32), seg[:, 0])
-    np.testing.assert_array_equal(flat.t_end_sec.astype(np.float32), seg[:, 1])
+    # float64 values read back equal the float32 sources exactly (no rounding on either side)
+    np.testing.assert_array_equal(flat.t_start_sec, seg[:, 0].astype(np.float64))
+    np.testing.assert_array_equal(flat.t_end_sec, seg[:, 1].astype(np.float64))
     np.testing.assert_array_equal(
-        flat.scores.astype(np.float32), np.concatenate([np.asarray(d.scores) for d in dets])
+        flat.scores, np.concatenate([np.asarray(d.scores) for d in dets]).astype(np.float64)
     )
     np.testing.assert_array_equal(flat.labels, [2, 0, 1, 0, 1])
     np.testing.assert_array_equal(flat.video_index, [0, 0, 0, 0, 1])
@@ -139,3 +140,14 @@ def test_flat_dict_length_mismatch() -> None:
     }
     with pytest.raises(ResultsFormatError, match="'t-start' has 1 entries"):
         flatten_results(flat)
+
+
+def test_foreign_float64_values_are_not_rounded_to_float32(tmp_path: Path) -> None:
+    """A result file from another tool keeps its float64 times and scores."""
+    path = tmp_path / "foreign.json"
+    seg = [1.40000007, 2.0000000001]  # neither is a float32 value
+    path.write_text(json.dumps({"results": {"v": [{"label_id": 0, "score": 0.123456789012, "segment": seg}]}}))
+    flat = flatten_results(read_results_json(path))
+    assert flat.t_start_sec.dtype == np.float64
+    assert flat.t_start_sec.tolist() == [seg[0]] and flat.t_end_sec.tolist() == [seg[1]]
+    assert flat.scores.tolist() == [0.123456789012]

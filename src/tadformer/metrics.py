@@ -276,7 +276,8 @@ def evaluate_detections(
         ground_truth: parsed ActionFormer/ActivityNet json (with ``database``) or a :class:`GroundTruth`.
         predictions: ActivityNet result dict (``results``), the official flat dict
             (``video-id``, ``t-start``, ``t-end``, ``label``, ``score``) or :class:`FlatDetections`.
-            Times/scores are taken as float32 values, then computed in float64.
+            Times/scores keep their precision (float32 tensors their exact value, float64 file
+            values their full value) and are computed in float64, like the official evaluator.
         split: subset name, compared with ``subset.lower()``.
         tiou_thresholds: [T] tIoU thresholds.
         top_k: k values of the informational Recall@kx.

@@ -8,7 +8,9 @@ The format (``predictions.json``) is::
      "external_data": {}}
 
 Scores and times are written as the exact float64 value of their float32 source, so reading
-the file back gives bit-identical float32 arrays. Writes are atomic (temp file + fsync +
+the file back gives bit-identical numbers. Values read from a file keep the precision they have
+there (float64, as the official evaluator reads them): a file from another tool is never rounded
+to float32, which could move a tIoU across a threshold. Writes are atomic (temp file + fsync +
 ``os.replace``). :func:`flatten_results` turns either this format or the official flat dict
 (``video-id``, ``t-start``, ``t-end``, ``label``, ``score``) into :class:`FlatDetections`,
 the input of :mod:`tadformer.metrics`.
@@ -52,9 +54,10 @@ class FlatDetections:
     Attributes:
         video_names: unique video ids in first-appearance order.
         video_index: [N] int64 index into ``video_names`` for each detection.
-        t_start_sec, t_end_sec: [N] float64 holding float32 values (official precision).
+        t_start_sec, t_end_sec: [N] float64, the values as given (exact float32 values for
+            tadformer's own detections, the file's float64 values for a result file).
         labels: [N] int64 class ids (``label_id``).
-        scores: [N] float64 holding float32 values.
+        scores: [N] float64, as given.
     """
 
     video_names: list[str]
@@ -74,8 +77,9 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _as_f32_f64(values: Any) -> np.ndarray:
-    return np.asarray(values, dtype=np.float32).astype(np.float64)
+def _as_f64(values: Any) -> np.ndarray:
+    """Widen to float64 without rounding: float32 input stays its exact value, float64 stays as is."""
+    return np.asarray(values, dtype=np.float64)
 
 
 def _bad_item(source: str, video_id: str, items: Any) -> ResultsFormatError:
@@ -125,10 +129,10 @@ def _flatten_anet(results: Mapping[str, Any], source: str) -> FlatDetections:
     return FlatDetections(
         video_names=names,
         video_index=np.repeat(np.arange(len(names), dtype=np.int64), counts),
-        t_start_sec=_as_f32_f64(seg_all[:, 0]),
-        t_end_sec=_as_f32_f64(seg_all[:, 1]),
+        t_start_sec=_as_f64(seg_all[:, 0]),
+        t_end_sec=_as_f64(seg_all[:, 1]),
         labels=np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
-        scores=_as_f32_f64(np.concatenate(scores)) if scores else np.zeros(0),
+        scores=_as_f64(np.concatenate(scores)) if scores else np.zeros(0),
     )
 
 
@@ -149,10 +153,10 @@ def _flatten_flat(flat: Mapping[str, Any], source: str) -> FlatDetections:
     return FlatDetections(
         video_names=names,
         video_index=np.asarray([lookup[v] for v in video_ids], dtype=np.int64),
-        t_start_sec=_as_f32_f64(arrays["t-start"]),
-        t_end_sec=_as_f32_f64(arrays["t-end"]),
+        t_start_sec=_as_f64(arrays["t-start"]),
+        t_end_sec=_as_f64(arrays["t-end"]),
         labels=arrays["label"].astype(np.int64),
-        scores=_as_f32_f64(arrays["score"]),
+        scores=_as_f64(arrays["score"]),
     )
 
 
