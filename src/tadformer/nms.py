@@ -422,8 +422,16 @@ def seg_voting(nms_segs: Tensor, all_segs: Tensor, all_scores: Tensor, iou_thres
     inter = (right - left).clamp(min=0)
     iou = inter / (((a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :]) - inter)
     weights = (iou >= iou_thresh).to(torch.float32) * all_scores.to(torch.float32)[None, :] * iou
-    weights = weights / torch.sum(weights, dim=1, keepdim=True)
-    return weights @ b
+    weights = weights / torch.sum(weights, dim=1, keepdim=True)  # [M, N]
+    # The official ``weights @ all_segs`` leaves the summation order to the BLAS kernel of the CPU at
+    # hand (AVX-512/AMX kernels differ from AVX2 ones by an ulp). The golden outputs equal a sequential
+    # float32 sum over the candidates in input order, which ``np.add.accumulate`` computes exactly
+    # (products rounded to float32 first, no FMA) on every CPU.
+    products = (weights[:, :, None] * b[None, :, :]).cpu().numpy()  # [M, N, 2] float32
+    if products.shape[1] == 0:
+        return torch.zeros((a.shape[0], 2), dtype=torch.float32, device=nms_segs.device)
+    summed = np.add.accumulate(products, axis=1)[:, -1]  # [M, 2], sequential in j
+    return torch.from_numpy(np.ascontiguousarray(summed)).to(nms_segs.device)
 
 
 # ---------------------------------------------------------------------------------------------
