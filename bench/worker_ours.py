@@ -19,7 +19,7 @@ from tadformer.data.types import VideoSample
 from tadformer.engine.ema import ModelEma
 from tadformer.engine.optim import build_optimizer, build_scheduler
 from tadformer.engine.runtime import make_precision
-from tadformer.engine.train import TrainParts, train_step
+from tadformer.engine.step import TrainParts, train_step
 from tadformer.losses import LossNormalizer
 from tadformer.metrics import evaluate_detections
 from tadformer.model import ActionFormer, build_model, make_points

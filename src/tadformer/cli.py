@@ -50,8 +50,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a detector from a YAML config")
     p.add_argument("config", help="YAML config (official schema)")
     p.add_argument("--out", default=None, help="run directory (default: <output_folder>/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pth.tar")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest complete checkpoint in <out>/checkpoints/ "
+                        "(starts from scratch when there is none, so it is safe to pass on every launch)")
     p.add_argument("--ckpt-freq", type=int, default=5, help="save epoch_XXX.pth.tar every N epochs")
+    p.add_argument("--batch-order", default=None, metavar="FILE",
+                   help="train on exactly these batches: a JSON list with one list of video ids per optimiser step, "
+                        "or a run's batch_order.json (its crop windows are replayed too)")
     p.add_argument("--skip-nonfinite", action="store_true", help="skip steps with a NaN/Inf loss instead of stopping")
     p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (resumable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -26,7 +26,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(cfg.output_folder or "./ckpt") / Path(args.config).stem
     opts = FitOptions(device=args.device, resume=args.resume, ckpt_freq=args.ckpt_freq,
                       progress=not args.no_progress, skip_nonfinite=args.skip_nonfinite, max_steps=args.max_steps,
-                      amp=args.amp, tf32=args.tf32, scale_lr=args.scale_lr)
+                      amp=args.amp, tf32=args.tf32, scale_lr=args.scale_lr, batch_order=args.batch_order)
     ckpt = fit(cfg, out, opts)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, only rank 0 reports
         print(f"checkpoint: {ckpt}")

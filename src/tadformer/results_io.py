@@ -279,6 +279,18 @@ def write_results_csv(
     atomic_write_text(path, buf.getvalue())
 
 
+def read_json(path: str | os.PathLike[str], what: str, error: type[ValueError] = ValueError) -> Any:
+    """Parse a JSON file; a missing file raises ``FileNotFoundError`` naming ``what`` (e.g. "annotation
+    file") and invalid JSON raises ``error`` naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path} is not a valid JSON file ({exc})") from None
+
+
 def read_results_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate an ActivityNet result file; the returned dict feeds ``evaluate_detections``.
 

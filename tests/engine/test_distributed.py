@@ -126,6 +126,9 @@ def test_two_processes_equal_one_process_with_doubled_batch(runs: dict[str, Path
                          load_checkpoint(runs["ddp"] / "checkpoints" / "epoch_002.pth.tar"))
     setup = json.loads((runs["ddp"] / "train_setup.json").read_text())
     assert (setup["world_size"], setup["global_batch_size"], setup["backend"]) == (2, 2, "gloo")
+    # the recorded order merges the processes' slices into the global batches (and survives the resume)
+    assert json.loads((runs["ddp"] / "batch_order.json").read_text()) == json.loads(
+        (runs["single"] / "batch_order.json").read_text())
 
 
 def test_resume_under_ddp(runs: dict[str, Path]) -> None:
@@ -188,6 +191,14 @@ def test_accumulation_equals_larger_batch(tiny_synth, tmp_path: Path) -> None:
         assert b["loss_normalizer"] == pytest.approx(a["loss_normalizer"], rel=1e-12)
     _assert_same_weights(load_checkpoint(tmp_path / "b2" / "checkpoints" / "last.pth.tar"),
                          load_checkpoint(tmp_path / "b1k2" / "checkpoints" / "last.pth.tar"))
+    b2, b1k2 = (json.loads((tmp_path / r / "batch_order.json").read_text()) for r in ("b2", "b1k2"))
+    assert b1k2["steps"] == b2["steps"] and b1k2["crop_windows"] == b2["crop_windows"]
+    assert b1k2["step_batch_size"] == 2
+    # replaying the accumulated run's order with batch 2 in one step gives its weights
+    fit(cfg, tmp_path / "replay", FitOptions(device="cpu", progress=False, max_steps=4,
+                                             batch_order=tmp_path / "b1k2" / "batch_order.json"))
+    _assert_same_weights(load_checkpoint(tmp_path / "b2" / "checkpoints" / "last.pth.tar"),
+                         load_checkpoint(tmp_path / "replay" / "checkpoints" / "last.pth.tar"))
 
 
 def test_lr_scaling_rule(tiny_cfg) -> None:

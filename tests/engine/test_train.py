@@ -78,13 +78,28 @@ def test_resume_mid_epoch_equals_uninterrupted(full_run: Path, tiny_cfg, tmp_pat
     assert _log(tmp_path) == [dict(r, time_sec=s["time_sec"]) for r, s in zip(_log(full_run), _log(tmp_path))]
 
 
-def test_resume_without_checkpoint_is_clear(tiny_cfg, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
-        fit(tiny_cfg, tmp_path, FitOptions(device="cpu", progress=False, resume=True))
+def test_resume_without_checkpoint_starts_from_scratch(tiny_cfg, tmp_path: Path, capsys) -> None:
+    stale = tmp_path / "checkpoints" / ".last.pth.tar.999999999.0123abcd.tmp"  # a killed save's leftover
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"PK\x03\x04 half a checkpoint")
+    fit(tiny_cfg, tmp_path, FitOptions(device="cpu", progress=False, resume=True, max_steps=2))
+    out = capsys.readouterr().out
+    assert "no complete checkpoint" in out and "starting from scratch" in out
+    assert "removed 1 temporary file" in out and not stale.exists()
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pth.tar")["extra"]["global_step"] == 2
+    assert [r["step"] for r in _log(tmp_path)] == [1, 2]
+
+
+def test_resume_falls_back_to_the_newest_epoch_checkpoint(tiny_cfg, tmp_path: Path, capsys) -> None:
+    fit(tiny_cfg, tmp_path, FitOptions(device="cpu", progress=False, ckpt_freq=1, max_steps=7))
+    (tmp_path / "checkpoints" / "last.pth.tar").unlink()  # e.g. removed by hand
+    fit(tiny_cfg, tmp_path, FitOptions(device="cpu", progress=False, resume=True, max_steps=7))
+    assert "continuing from epoch_002.pth.tar" in capsys.readouterr().out
+    assert [r["step"] for r in _log(tmp_path)] == list(range(1, 8))
 
 
 def test_nonfinite_loss_stops_with_diagnostic(tiny_cfg, tmp_path: Path, monkeypatch) -> None:
-    import tadformer.engine.train as train_mod
+    import tadformer.engine.step as train_mod
 
     real = train_mod.compute_losses
     calls = {"n": 0}
@@ -105,3 +120,24 @@ def test_nonfinite_loss_stops_with_diagnostic(tiny_cfg, tmp_path: Path, monkeypa
     ckpt = load_checkpoint(tmp_path / "skip" / "checkpoints" / "last.pth.tar")
     assert ckpt["extra"]["skipped_steps"] == [1]
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+def test_loader_workers_are_capped_at_the_usable_cpus(tiny_cfg, tmp_path: Path, capsys) -> None:
+    """More workers than CPUs (the official configs ask for 4): lowered with one notice, no PyTorch warning,
+    and config.yaml keeps the configured value."""
+    import warnings
+    from dataclasses import replace
+
+    from tadformer.config import load_config
+    from tadformer.engine.batches import usable_cpus, usable_workers
+
+    cpus = usable_cpus()
+    assert usable_workers(cpus + 2) == cpus and usable_workers(0) == 0
+    cfg = replace(tiny_cfg, loader=replace(tiny_cfg.loader, num_workers=cpus + 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(cfg, tmp_path, FitOptions(device="cpu", progress=False, max_steps=4))  # crosses an epoch boundary
+    assert not [w for w in caught if "worker" in str(w.message)], [str(w.message) for w in caught]
+    out = capsys.readouterr().out
+    assert out.count(f"loader.num_workers={cpus + 2} lowered to {cpus}") == 1
+    assert load_config(tmp_path / "config.yaml").loader.num_workers == cpus + 2

@@ -18,7 +18,7 @@ from tadformer.data.collate import collate_train
 from tadformer.data.types import VideoSample
 from tadformer.engine.ema import ModelEma
 from tadformer.engine.optim import build_optimizer, build_scheduler
-from tadformer.engine.train import TrainParts, batch_losses, train_step
+from tadformer.engine.step import TrainParts, batch_losses, train_step
 from tadformer.losses import LossNormalizer
 from tadformer.model import build_model, forced_droppath_masks
 

@@ -19,7 +19,7 @@ from rel_helpers import (
 )
 
 from tadformer.config import config_to_dict
-from tadformer.engine.checkpoint import save_checkpoint
+from tadformer.engine.checkpoint import load_checkpoint, save_checkpoint
 from tadformer.engine.ema import ModelEma
 from tadformer.model import build_model
 
@@ -158,7 +158,8 @@ def test_resume_from_a_bad_checkpoint(case: str, good_ckpt: Path, tiny_cfg, tiny
     assert last.read_bytes() == before  # a failed resume never overwrites the checkpoint
 
 
-def test_resume_without_checkpoint(tiny_synth, tmp_path: Path, capsys) -> None:
-    code, err = run_cli(train_args(tiny_synth, tmp_path / "run", extra=["--resume"]), capsys)
-    assert_error(code, err, 1, "no checkpoint to resume from", str(tmp_path / "run" / "checkpoints"))
+def test_resume_without_checkpoint_starts_from_scratch(tiny_synth, tmp_path: Path, capsys) -> None:
+    code, err = run_cli(train_args(tiny_synth, tmp_path / "run", extra=["--resume", "--max-steps", "1"]), capsys)
+    assert code == 0, err
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pth.tar")["extra"]["global_step"] == 1
 

@@ -157,6 +157,31 @@ def test_kills_and_sigterm_then_resume_equal_an_uninterrupted_run(tiny_synth, tm
     assert len(_records(run)) == TOTAL_STEPS
 
 
+def test_killed_during_its_first_save_then_resumed_with_the_same_command(tiny_synth, tmp_path: Path) -> None:
+    """``--resume`` on every launch: the first launch has nothing to resume, is SIGKILLed while its first
+    checkpoint is being written (only the temp file exists), and the same command line finishes the run."""
+    run = tmp_path / "run"
+    ckpts = run / "checkpoints"
+    (tmp_path / "reference").mkdir()
+    reference = Child(tiny_synth, tmp_path / "reference" / "run", "reference", resume=False)
+
+    child = Child(tiny_synth, run, "first_launch", resume=True, slow_save_from=1)
+    child.wait_for(lambda: bool(list(ckpts.glob(".last.pth.tar.*.tmp"))), "the temp file of the first checkpoint")
+    assert child.signal(signal.SIGKILL) == -signal.SIGKILL
+    assert "starting from scratch" in child.out_path.read_text()
+    assert [p.name for p in ckpts.iterdir() if not p.name.endswith(".tmp")] == []  # no complete checkpoint
+
+    child = Child(tiny_synth, run, "relaunch", resume=True)
+    assert child.proc.wait(timeout=TIMEOUT_SEC) == 0, child.stderr
+    out = child.out_path.read_text()
+    assert "no complete checkpoint" in out and "removed 1 temporary file" in out
+    assert not list(ckpts.glob("*.tmp")) and not list(ckpts.glob(".*.tmp"))
+    assert reference.proc.wait(timeout=TIMEOUT_SEC) == 0, reference.stderr
+    ref_run = tmp_path / "reference" / "run"
+    _assert_same_weights(ref_run / "checkpoints" / FINAL, ckpts / FINAL)
+    assert _records(run) == _records(ref_run)
+
+
 def test_sigint_saves_a_resumable_checkpoint(tiny_synth, tmp_path: Path, capsys) -> None:
     """In-process (cheaper than a subprocess): SIGINT -> exit 130 and last.pth.tar; --resume continues."""
     run = tmp_path / "run"

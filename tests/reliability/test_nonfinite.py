@@ -18,7 +18,7 @@ from rel_helpers import (
     train_video_ids,
 )
 
-import tadformer.engine.train as train_mod
+import tadformer.engine.step as train_mod
 from tadformer.engine.checkpoint import load_checkpoint
 from tadformer.engine.train import epoch_batches
 

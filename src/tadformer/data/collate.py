@@ -76,6 +76,7 @@ def _pad(samples: Sequence[VideoSample], padded_len: int) -> Batch:
             feat_stride=s.feat_stride,
             feat_num_frames=s.feat_num_frames,
             length=s.length,
+            crop_window=s.crop_window,
         )
         for s in samples
     ]

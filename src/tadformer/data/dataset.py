@@ -8,6 +8,7 @@ transposed to ``[C, T]``, and segments go from seconds to grid units in float32
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -98,6 +99,15 @@ class FeatureDataset(Dataset[VideoSample]):
         return len(self.records)
 
     def __getitem__(self, index: int) -> VideoSample:
+        return self.load(index, self.generator)
+
+    def load(self, index: int, generator: torch.Generator | None = None,
+             crop_window: tuple[int, int] | None = None) -> VideoSample:
+        """Item ``index``; in training, cropped with ``generator`` or at the given ``crop_window``.
+
+        Training items carry the ``crop_window`` they hold (``(0, T)`` when not cropped), so a run's
+        crops can be recorded and replayed; evaluation items carry None.
+        """
         rec = self.records[index]
         path = self.feature_path(rec.video_id)
         feats_tc = load_features(path, self.expected_dim, rec.video_id, check_finite=False)
@@ -116,15 +126,23 @@ class FeatureDataset(Dataset[VideoSample]):
             feat_stride=self.feat_stride,
             feat_num_frames=int(self.cfg.num_frames),
         )
-        if self.is_training and rec.num_segments > 0:
+        if not self.is_training:
+            return sample
+        if rec.num_segments > 0:
             sample = random_truncate(
                 sample,
                 max_seq_len=self.cfg.max_seq_len,
                 trunc_thresh=self.cfg.trunc_thresh,
                 offset_grid=self.offset_grid,
                 crop_ratio=self.cfg.crop_ratio,
-                generator=self.generator,
+                generator=generator,
+                window=crop_window,
             )
+        elif crop_window is not None and tuple(crop_window) != (0, sample.length):
+            raise ValueError(f"video {rec.video_id!r} has no annotation, so it is never cropped; got crop window "
+                             f"{list(crop_window)} (expected [0, {sample.length}])")
+        if sample.crop_window is None:
+            sample = dataclasses.replace(sample, crop_window=(0, sample.length))
         return sample
 
 

@@ -57,6 +57,7 @@ def random_truncate(
     generator: torch.Generator | None,
     max_num_trials: int = 200,
     has_action: bool = True,
+    window: tuple[int, int] | None = None,
 ) -> VideoSample:
     """Randomly crop a training sample to at most ``max_seq_len`` steps (official ``truncate_feats``).
 
@@ -79,14 +80,25 @@ def random_truncate(
         generator: source of randomness; None uses torch's global RNG.
         max_num_trials: number of windows tried.
         has_action: require at least one kept segment.
+        window: replay a recorded crop: ``(start, end)`` is used as the window and nothing is drawn
+            (``(0, T)`` returns the input, as an uncropped draw does).
 
     Returns:
-        A new sample with ``feats [C, L]`` (a copy) and segments shifted by ``-st`` (they lie in
-        ``[-offset, L + offset]``); the input is not modified.
+        The input itself when nothing is cropped; else a new sample with ``feats [C, L]`` (a copy),
+        segments shifted by ``-st`` (they lie in ``[-offset, L + offset]``) and
+        ``crop_window = (st, st + L)``. The input is never modified.
     """
     if max_num_trials < 1:
         raise ValueError(f"max_num_trials must be >= 1, got {max_num_trials}")
     num_steps = sample.length
+    if window is not None:
+        start, end = _checked_window(window, num_steps, max_seq_len, sample.video_id)
+        if (start, end) == (0, num_steps):
+            return sample
+        crop_len = end - start
+        left, right, ratio = window_segments(sample.segments_grid, start, end, offset_grid)
+        keep = ratio >= trunc_thresh
+        return _cropped(sample, start, crop_len, left, right, keep)
     if num_steps <= max_seq_len:
         if crop_ratio is None:
             return sample
@@ -103,11 +115,24 @@ def random_truncate(
         keep = ratio >= trunc_thresh
         if not has_action or bool(keep.any()):
             break
+    return _cropped(sample, start, crop_len, left, right, keep)
 
+
+def _cropped(sample: VideoSample, start: int, crop_len: int, left: torch.Tensor, right: torch.Tensor,
+             keep: torch.Tensor) -> VideoSample:
     segments = torch.stack((left[keep], right[keep]), dim=1) - start
     return dataclasses.replace(
         sample,
         feats=sample.feats[:, start : start + crop_len].clone(),
         segments_grid=segments,
         labels=sample.labels[keep].clone(),
+        crop_window=(start, start + crop_len),
     )
+
+
+def _checked_window(window: Sequence[int], num_steps: int, max_seq_len: int, video_id: str) -> tuple[int, int]:
+    start, end = (int(v) for v in window)
+    if not 0 <= start < end <= num_steps or end - start > max_seq_len:
+        raise ValueError(f"video {video_id!r}: crop window {list(window)} does not fit a video of T={num_steps} "
+                         f"steps (need 0 <= start < end <= T and end - start <= max_seq_len={max_seq_len})")
+    return start, end

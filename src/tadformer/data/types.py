@@ -91,6 +91,8 @@ class VideoSample:
         duration_sec: video duration in seconds.
         feat_stride: frames per grid step, after downsampling (``feat_stride * downsample_rate``).
         feat_num_frames: frames per feature clip.
+        crop_window: ``(start, end)`` grid steps of the video that ``feats`` holds: ``(0, T)`` for a
+            whole training item, the window for a cropped one, None for evaluation items.
     """
 
     video_id: str
@@ -101,6 +103,7 @@ class VideoSample:
     duration_sec: float
     feat_stride: int
     feat_num_frames: int
+    crop_window: tuple[int, int] | None = None
 
     @property
     def length(self) -> int:
@@ -118,6 +121,7 @@ class VideoMeta:
     feat_stride: int
     feat_num_frames: int
     length: int  # valid feature steps T (before padding)
+    crop_window: tuple[int, int] | None = None  # training: (start, end) steps of the video in this item
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,6 +7,7 @@ alone, sees exactly the same global batches.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -20,9 +21,10 @@ from tadformer.data.annotations import read_annotations
 from tadformer.data.collate import collate_train
 from tadformer.data.dataset import FeatureDataset
 from tadformer.data.types import Batch, VideoSample
+from tadformer.engine.batch_order import Window
 
 __all__ = ["SeededItems", "batch_keys", "build_train_dataset", "complete_class_names", "epoch_batches",
-           "seed_of", "train_loader"]
+           "seed_of", "train_loader", "usable_cpus", "usable_workers", "Key", "Window"]
 
 
 def seed_of(*parts: int) -> int:
@@ -40,10 +42,11 @@ class SeededItems(Dataset[VideoSample]):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> VideoSample:  # type: ignore[override]
-        epoch, index = key
-        self.dataset.generator = torch.Generator().manual_seed(seed_of(self.seed, epoch, index))
-        return self.dataset[index]
+    def __getitem__(self, key: Key) -> VideoSample:  # type: ignore[override]
+        """``(epoch, index, crop_window)``: a given window is replayed, not drawn."""
+        epoch, index, window = key
+        generator = torch.Generator().manual_seed(seed_of(self.seed, epoch, index))
+        return self.dataset.load(index, generator, window)
 
 
 def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -79,8 +82,15 @@ def complete_class_names(names: Sequence[str], cfg: ExperimentConfig) -> tuple[s
     return tuple(name or (fallback[i] if fallback else f"class_{i}") for i, name in enumerate(full))
 
 
-def batch_keys(batches: Sequence[Sequence[int]], epoch: int) -> list[list[tuple[int, int]]]:
-    return [[(epoch, i) for i in b] for b in batches]
+Key = tuple[int, int, Window | None]  # (epoch, dataset index, crop window to replay or None to draw)
+
+
+def batch_keys(batches: Sequence[Sequence[int]], epoch: int,
+               windows: Sequence[Sequence[Window | None]] | None = None) -> list[list[Key]]:
+    """Loader keys of ``batches`` (dataset indices) in ``epoch``, with recorded crop windows if given."""
+    if windows is None:
+        return [[(epoch, i, None) for i in b] for b in batches]
+    return [[(epoch, i, w) for i, w in zip(b, ws)] for b, ws in zip(batches, windows)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,13 +108,28 @@ def _collate_pinnable(samples: Sequence[VideoSample], max_seq_len: int) -> _Pinn
     return _PinnableBatch(b.feats, b.mask, b.segments_grid, b.labels, b.metas)
 
 
-def train_loader(items: SeededItems, keys: list[list[tuple[int, int]]], cfg: ExperimentConfig,
-            device: torch.device) -> DataLoader:
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def usable_workers(requested: int) -> int:
+    """``min(requested, usable CPUs)``: more loader workers than CPUs only contend (the official
+    configs ask for 4, which PyTorch warns about on a 2-core machine)."""
+    return min(int(requested), usable_cpus())
+
+
+def train_loader(items: SeededItems, keys: list[list[Key]], cfg: ExperimentConfig,
+                 device: torch.device, num_workers: int | None = None) -> DataLoader:
+    """The loader of one epoch's ``keys``; ``num_workers`` defaults to :func:`usable_workers` of the config."""
     return DataLoader(
         items,  # type: ignore[arg-type]
         batch_sampler=keys,  # type: ignore[arg-type]
         collate_fn=partial(_collate_pinnable, max_seq_len=cfg.dataset.max_seq_len),
-        num_workers=int(cfg.loader.num_workers),
+        num_workers=usable_workers(cfg.loader.num_workers) if num_workers is None else num_workers,
         pin_memory=device.type == "cuda",
         # a private generator: creating the iterator must not consume the global RNG (exact resume)
         generator=torch.Generator().manual_seed(items.seed),

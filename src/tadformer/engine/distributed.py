@@ -12,7 +12,7 @@ Semantics (see ``docs/distributed.md``):
   batches (``epoch_batches`` seeded by ``(seed, epoch)``) and takes its contiguous slice
   (:func:`rank_slice`), so the global batch equals the one-process batch of the same total size.
 - The loss normaliser is fed the positives of the *global* batch (summed over processes), so the
-  gradients equal those of one process with the whole batch (see ``engine.train.train_step``).
+  gradients equal those of one process with the whole batch (see ``engine.step.train_step``).
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def gather_to_main(obj: T) -> list[T] | None:
     return out if dist.get_rank() == 0 else None
 
 
-def rank_slice(global_batch: Sequence[int], rank: int, world_size: int) -> list[int]:
+def rank_slice(global_batch: Sequence[T], rank: int, world_size: int) -> list[T]:
     """Items ``rank*b : (rank+1)*b`` of a global batch of ``b*world_size`` items.
 
     Raises:

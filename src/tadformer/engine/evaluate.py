@@ -33,7 +33,7 @@ from tadformer.model import ActionFormer
 from tadformer.model.outputs import HeadOutputs
 from tadformer.model.points import make_points
 from tadformer.postprocess import Detections, postprocess_batch
-from tadformer.results_io import atomic_write_text, results_to_dict
+from tadformer.results_io import atomic_write_text, read_json, results_to_dict
 
 RAW_FORMAT = "tadformer-raw-outputs"
 
@@ -170,12 +170,7 @@ def read_ground_truth(annotation_json: str | Path, split: str) -> dict[str, Any]
             subsets that exist).
     """
     path = Path(annotation_json)
-    try:
-        gt = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"annotation file {path} not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not a valid JSON file ({exc})") from None
+    gt = read_json(path, "annotation file")
     database = gt.get("database") if isinstance(gt, dict) else None
     if not isinstance(database, dict):
         raise ValueError(f"{path}: expected a top-level object with a 'database' mapping video ids to entries")

@@ -32,17 +32,26 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from tadformer.assign import assign_batch
 from tadformer.config import ExperimentConfig, config_to_dict, dump_config
 from tadformer.data.types import Batch
 from tadformer.engine import distributed as D
+from tadformer.engine.batch_order import (
+    BATCH_ORDER_FILE,
+    read_batch_order,
+    resolve_batch_order,
+    write_batch_order,
+)
 from tadformer.engine.batches import (
+    Key,
     SeededItems,
+    Window,
     batch_keys,
     build_train_dataset,
     epoch_batches,
     seed_of,
     train_loader,
+    usable_cpus,
+    usable_workers,
 )
 from tadformer.engine.checkpoint import (
     capture_rng_state,
@@ -53,21 +62,18 @@ from tadformer.engine.checkpoint import (
 )
 from tadformer.engine.ema import ModelEma
 from tadformer.engine.optim import build_optimizer, build_scheduler, total_epochs
+from tadformer.engine.resume import LAST_CKPT, find_resume_checkpoint, remove_stale_temp_files
 from tadformer.engine.runtime import (
-    Precision,
     StopFlag,
     configure_cuda,
-    get_world_size,
     make_precision,
     resolve_device,
     seed_everything,
 )
-from tadformer.losses import LossNormalizer, check_finite, compute_losses
+from tadformer.engine.step import NonFiniteLoss, TrainParts, train_step
+from tadformer.losses import LossNormalizer
 from tadformer.model import ActionFormer, build_model
-from tadformer.model.outputs import HeadOutputs
 from tadformer.results_io import atomic_write_text
-
-LAST_CKPT = "last.pth.tar"
 
 
 class TrainingDiverged(RuntimeError):
@@ -96,6 +102,7 @@ class FitOptions:
     amp: str = "off"  # mixed precision: 'off' (float32, official numerics), 'bf16' (CUDA/CPU), 'fp16' (CUDA)
     tf32: bool = False  # allow TF32 matmuls on Ampere+ GPUs
     scale_lr: str = "none"  # opt.learning_rate rule for the global batch: 'none', 'linear' or 'sqrt'
+    batch_order: str | Path | None = None  # replay this batch-order file (engine.batch_order)
 
 
 @dataclass
@@ -104,136 +111,6 @@ class _Progress:
     iter_in_epoch: int = 0  # batches of this epoch already consumed
     global_step: int = 0  # optimiser steps done
     skipped_steps: list[int] = field(default_factory=list)
-
-
-class NonFiniteLoss(RuntimeError):
-    """A loss term of a batch is NaN/Inf (raised before any weight changed)."""
-
-
-@dataclass
-class TrainParts:
-    """Everything one optimiser step touches."""
-
-    model: torch.nn.Module  # the ActionFormer, or its DistributedDataParallel wrapper
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    ema: ModelEma
-    normalizer: LossNormalizer
-    precision: Precision = field(default_factory=Precision)
-
-
-def batch_losses(model: torch.nn.Module, batch: Batch, cfg: ExperimentConfig,
-                 normalizer: LossNormalizer, precision: Precision | None = None) -> dict[str, torch.Tensor]:
-    """Forward one padded batch (under autocast if ``precision`` says so), assign targets, and
-    compute the official losses (always in float32)."""
-    with (precision or Precision()).autocast():
-        outputs = model(batch.feats, batch.mask)
-    bad = _nonfinite_output(outputs)
-    if bad is not None:  # e.g. extreme feature values: report it like a non-finite loss (caught per step)
-        nan = torch.tensor(float("nan"), device=batch.feats.device)
-        return {"cls_loss": nan, "reg_loss": nan, "final_loss": nan, "num_pos": torch.zeros((), dtype=torch.int64),
-                "nonfinite_output": torch.tensor(True), "where": torch.tensor(bad)}
-    tr = cfg.train_cfg
-    cls_t, reg_t = assign_batch(
-        outputs.points, batch.segments_grid, batch.labels, cfg.dataset.num_classes,
-        center_sample=tr.center_sample, center_sample_radius=tr.center_sample_radius,
-    )
-    return compute_losses(outputs, cls_t, reg_t, normalizer, cfg.dataset.num_classes,
-                          label_smoothing=tr.label_smoothing, loss_weight=tr.loss_weight)
-
-
-def _nonfinite_output(outputs: HeadOutputs) -> int | None:
-    """Index of the first pyramid level whose logits/offsets are NaN/Inf at a valid step, else None."""
-    for level, (logits, offsets, mask) in enumerate(zip(outputs.cls_logits, outputs.offsets, outputs.masks)):
-        valid = mask.unsqueeze(-1)
-        if not (torch.isfinite(logits).logical_or(~valid).all() and torch.isfinite(offsets).logical_or(~valid).all()):
-            return level
-    return None
-
-
-class _Provisional(LossNormalizer):
-    """A fixed divisor for the micro-batches of a step; the real normaliser is updated once per step."""
-
-    def update(self, num_pos: int) -> float:
-        return self.value
-
-
-_STATS = ("cls_loss", "reg_loss", "final_loss", "num_pos")
-
-
-def train_step(parts: TrainParts, batches: Sequence[Batch], cfg: ExperimentConfig,
-               device: torch.device) -> dict[str, float]:
-    """One official iteration: zero_grad, forward+backward of ``batches``, clip, optimizer step,
-    scheduler step, EMA update.
-
-    With one batch in one process this is exactly the official step. With ``K = len(batches)``
-    accumulated batches and/or ``W`` processes (DDP), the step equals one step on the whole global
-    batch: each micro-batch's summed loss is divided by the current normaliser ``n0`` (times ``W``,
-    since DDP averages gradients), the normaliser is then updated once with the positives of the
-    global batch (``n1``), and the gradients are rescaled by ``n0 / n1``.
-
-    Returns:
-        Losses of the global batch, its ``num_pos``, the ``lr`` used, the ``grad_norm`` before
-        clipping and the loss normaliser.
-
-    Raises:
-        NonFiniteLoss: a loss is NaN/Inf (on any process); the weights, optimiser and EMA are untouched.
-    """
-    parts.optimizer.zero_grad(set_to_none=True)
-    world = get_world_size()
-    provisional = _Provisional(parts.normalizer.value) if len(batches) > 1 or world > 1 else None
-    sums = [0.0] * len(_STATS)
-    for j, batch in enumerate(batches):
-        batch = batch.to(device, non_blocking=True)
-        no_sync = getattr(parts.model, "no_sync", None)  # DDP: all-reduce gradients on the last backward only
-        with no_sync() if no_sync is not None and j < len(batches) - 1 else contextlib.nullcontext():
-            losses = batch_losses(parts.model, batch, cfg, provisional or parts.normalizer, parts.precision)
-            bad = check_finite(losses)
-            stats = D.all_reduce_sum([float(losses[k].item()) for k in _STATS] + [float(bad is not None)])
-            if stats[-1] > 0:
-                parts.optimizer.zero_grad(set_to_none=True)
-                ids = [m.video_id for m in batch.metas]
-                if "nonfinite_output" in losses:
-                    where = (f"non-finite network output (pyramid level {int(losses['where'])}, before the losses) "
-                             f"on videos {ids}")
-                elif bad is not None:
-                    where = f"non-finite {bad} ({losses[bad].item()}) on videos {ids}"
-                else:
-                    where = "non-finite loss on another process"
-                raise NonFiniteLoss(where)
-            loss = losses["final_loss"] * world if provisional is not None else losses["final_loss"]
-            scaler = parts.precision.scaler
-            (scaler.scale(loss) if scaler is not None else loss).backward()
-        sums = [a + b for a, b in zip(sums, stats)]
-    params = [p for p in parts.model.parameters() if p.grad is not None]
-    if parts.precision.scaler is not None:
-        parts.precision.scaler.unscale_(parts.optimizer)
-    if provisional is not None:
-        factor = provisional.value / parts.normalizer.update(int(sums[3]))
-        for p in params:
-            p.grad.mul_(factor)  # type: ignore[union-attr]
-        sums[:3] = [v * factor for v in sums[:3]]
-    grad_norm = _clip(params, float(cfg.train_cfg.clip_grad_l2norm))
-    totals = dict(zip(_STATS, sums))
-    totals["lr"] = float(parts.optimizer.param_groups[0]["lr"])
-    if parts.precision.scaler is not None:
-        parts.precision.scaler.step(parts.optimizer)  # skipped when the gradients overflowed
-        parts.precision.scaler.update()
-    else:
-        parts.optimizer.step()
-    parts.scheduler.step()
-    parts.ema.update(parts.model)
-    totals["grad_norm"] = grad_norm
-    totals["loss_normalizer"] = parts.normalizer.value
-    return totals
-
-
-def _clip(params: list[torch.nn.Parameter], clip: float) -> float:
-    """Global L2 gradient norm before clipping (clipped in place to ``clip`` when ``clip > 0``)."""
-    if clip > 0:
-        return float(torch.nn.utils.clip_grad_norm_(params, clip))
-    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params
-                                                       if p.grad is not None])))
 
 
 class Trainer:
@@ -267,6 +144,28 @@ class Trainer:
         self.parts = TrainParts(net, self.optimizer, self.scheduler, self.ema, self.normalizer, self.precision)
         self.max_epochs = total_epochs(cfg.opt)
         self.state = _Progress()
+        self.step_batch_size = cfg.loader.batch_size * self.world * self.accum  # videos per optimiser step
+        self.replay, self.replay_windows = self._read_replay(opts.batch_order)
+        self.order_prior: list[tuple[list[str], list[Window]]] = []  # steps before a resume (rank 0)
+        self.order_new: list[list[list[tuple[str, Window]]]] = []  # this process's items per step, per micro-batch
+        self.num_workers = usable_workers(cfg.loader.num_workers)  # config.yaml keeps the configured value
+        if self.num_workers < cfg.loader.num_workers:
+            self.log(f"loader.num_workers={cfg.loader.num_workers} lowered to {self.num_workers}: this process "
+                     f"may run on {usable_cpus()} CPU(s)")
+
+    def _read_replay(self, path: str | Path | None) -> tuple[list[list[int]] | None, Any]:
+        """Dataset indices (and crop windows, if recorded) of every step of a ``--batch-order`` file."""
+        if path is None:
+            return None, None
+        order = read_batch_order(path)
+        needed = self.max_epochs * self.steps_per_epoch
+        if self.opts.max_steps is not None:
+            needed = min(needed, self.opts.max_steps)
+        ids = [rec.video_id for rec in self.dataset.records]
+        steps = resolve_batch_order(order, ids, self.step_batch_size, needed, str(path))
+        if len(order) > needed:
+            self.log(f"--batch-order: {path} has {len(order)} steps; this run uses the first {needed}")
+        return steps, order.crop_windows
 
     def log(self, message: str) -> None:
         """Print a progress message (rank 0 only)."""
@@ -277,8 +176,10 @@ class Trainer:
     def save(self, path: Path) -> Path:
         """Write a resumable checkpoint atomically (rank 0 writes; every process must call this)."""
         rng_states = D.gather_to_main(capture_rng_state())  # every process's RNGs, for exact resume
+        order_parts = D.gather_to_main(self.order_new)
         if self.is_main:
-            assert rng_states is not None
+            assert rng_states is not None and order_parts is not None
+            self._write_batch_order(order_parts)  # before the checkpoint: never shorter than it
             scaler = self.precision.scaler
             save_checkpoint(
                 path, model=self.model, ema=self.ema, optimizer=self.optimizer, scheduler=self.scheduler,
@@ -291,6 +192,27 @@ class Trainer:
             )
         D.barrier()
         return path
+
+    def _write_batch_order(self, parts: list[list[list[list[tuple[str, Window]]]]]) -> None:
+        """Merge every process's items (rank slices of each micro-batch) into global steps and write them."""
+        steps = [list(ids) for ids, _ in self.order_prior]
+        windows = [list(w) for _, w in self.order_prior]
+        for k in range(len(parts[0])):
+            items = [item for j in range(len(parts[0][k])) for rank_part in parts for item in rank_part[k][j]]
+            steps.append([vid for vid, _ in items])
+            windows.append([w for _, w in items])
+        write_batch_order(self.run_dir / BATCH_ORDER_FILE, steps, windows, self.step_batch_size,
+                          self.steps_per_epoch)
+
+    def _load_prior_order(self) -> None:
+        """On resume: the recorded steps before the checkpoint (rank 0)."""
+        path = self.run_dir / BATCH_ORDER_FILE
+        step = self.state.global_step
+        prior = read_batch_order(path) if path.is_file() else None
+        if prior is None or len(prior) < step or prior.crop_windows is None:
+            raise ValueError(f"--resume: {path} does not record the {step} steps before the checkpoint; it is written "
+                             "with every checkpoint, so restore it or start a new run")
+        self.order_prior = [(list(ids), list(w)) for ids, w in zip(prior.steps[:step], prior.crop_windows[:step])]
 
     def restore(self, path: Path) -> None:
         """Continue from a checkpoint written by :meth:`save` (with the same number of processes)."""
@@ -315,6 +237,8 @@ class Trainer:
         rng = by_rank[self.rank] if by_rank else ckpt.get("rng_state")
         if rng:
             restore_rng_state(rng)
+        if self.is_main:
+            self._load_prior_order()
 
     # ---------------------------------------------------------------- one step
     def step(self, batches: Sequence[Batch]) -> dict[str, float] | None:
@@ -335,11 +259,23 @@ class Trainer:
             return None
 
     # ---------------------------------------------------------------- epochs
-    def epoch_keys(self, epoch: int) -> list[list[tuple[int, int]]]:
-        """This process's batches of ``epoch``: its slice of each global batch (all of it alone)."""
-        batches = epoch_batches(len(self.dataset), self.cfg.loader.batch_size * self.world,
-                                self.cfg.init_rand_seed, epoch)[: self.steps_per_epoch * self.accum]
-        return batch_keys([D.rank_slice(b, self.rank, self.world) for b in batches], epoch)
+    def epoch_keys(self, epoch: int) -> list[list[Key]]:
+        """This process's micro-batches of ``epoch`` (its slice of each global batch; all of it alone): the
+        seeded shuffle, or the steps of the ``--batch-order`` being replayed (with their crop windows)."""
+        micro = self.cfg.loader.batch_size * self.world
+        if self.replay is None:
+            batches = epoch_batches(len(self.dataset), micro, self.cfg.init_rand_seed, epoch)
+            mine = [D.rank_slice(b, self.rank, self.world) for b in batches[: self.steps_per_epoch * self.accum]]
+            return batch_keys(mine, epoch)
+        indices: list[list[int]] = []
+        windows: list[list[Window | None]] = []
+        for k in range(epoch * self.steps_per_epoch, min((epoch + 1) * self.steps_per_epoch, len(self.replay))):
+            step_windows = self.replay_windows[k] if self.replay_windows is not None else [None] * self.step_batch_size
+            for j in range(self.accum):
+                part = slice(j * micro, (j + 1) * micro)
+                indices.append(D.rank_slice(self.replay[k][part], self.rank, self.world))
+                windows.append(D.rank_slice(list(step_windows[part]), self.rank, self.world))
+        return batch_keys(indices, epoch, windows)
 
     def run(self, stop: StopFlag) -> None:
         items = SeededItems(self.dataset, self.cfg.init_rand_seed)
@@ -373,12 +309,13 @@ class Trainer:
         self.parts.model.train()
         keys = self.epoch_keys(self.state.epoch)[self.state.iter_in_epoch:]
         pending: list[Batch] = []
-        for batch in train_loader(items, keys, self.cfg, self.device):
+        for batch in train_loader(items, keys, self.cfg, self.device, self.num_workers):
             pending.append(batch)
             self.state.iter_in_epoch += 1
             if len(pending) < self.accum:
                 continue
             t0 = time.perf_counter()
+            self.order_new.append([[(m.video_id, _window(m.crop_window, m.length)) for m in b.metas] for b in pending])
             stats = self.step(pending)
             pending = []
             self.state.global_step += 1
@@ -397,6 +334,10 @@ class Trainer:
 
     def _hit_max_steps(self) -> bool:
         return self.opts.max_steps is not None and self.state.global_step >= self.opts.max_steps
+
+
+def _window(crop_window: tuple[int, int] | None, length: int) -> Window:
+    return (int(crop_window[0]), int(crop_window[1])) if crop_window is not None else (0, length)
 
 
 def _trim_log(log_path: Path, global_step: int) -> None:
@@ -457,14 +398,22 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, opts: FitOptions, env: D.DistEnv 
         run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, run_dir, opts, env)
     last = trainer.ckpt_dir / LAST_CKPT
-    if opts.resume:
-        if not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
-        trainer.restore(last)
+    if is_main:
+        stale = remove_stale_temp_files(trainer.ckpt_dir)
+        if stale:
+            trainer.log(f"removed {len(stale)} temporary file(s) of interrupted checkpoint saves in {trainer.ckpt_dir}")
+    start = find_resume_checkpoint(trainer.ckpt_dir) if opts.resume else None
+    if start is not None:
+        if start != last:
+            trainer.log(f"--resume: no {LAST_CKPT}; continuing from {start.name}")
+        trainer.restore(start)  # a damaged or foreign checkpoint raises: progress is never discarded
         if is_main:
             _trim_log(run_dir / "train_log.jsonl", trainer.state.global_step)
-    elif is_main:
-        (run_dir / "train_log.jsonl").unlink(missing_ok=True)
+    else:
+        if opts.resume:
+            trainer.log(f"--resume: no complete checkpoint in {trainer.ckpt_dir}; starting from scratch")
+        if is_main:
+            (run_dir / "train_log.jsonl").unlink(missing_ok=True)
     if is_main:
         dump_config(cfg, run_dir / "config.yaml")
         atomic_write_text(run_dir / "class_names.json", json.dumps(list(trainer.class_names)))
