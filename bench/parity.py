@@ -143,4 +143,31 @@ def markdown(summary: dict[str, Any], seeds: list[int], sides: tuple[str, ...]) 
     lines.append("| mean +- std | " + " | ".join(cells) + " |")
     secs = [statistics.mean(scores[s][str(seed)]["seconds"] for seed in seeds) for s in sides]
     lines.append("\nMean training seconds: " + ", ".join(f"{s} {x:.0f}" for s, x in zip(sides, secs, strict=True)))
+    pairs = [(a, b) for a, b in (("ours", "official"), ("ours-bf16", "ours")) if a in sides and b in sides]
+    if pairs and len(seeds) > 1:
+        lines += ["", "| paired by seed | weights | n | mean difference | sd of differences | standard error "
+                  "| 95% CI | t |", "|---|---|---|---|---|---|---|---|"]
+        for a, b in pairs:
+            for key in ("avg_mAP", "avg_mAP_regular"):
+                st = paired(scores, seeds, a, b, key)
+                lines.append(f"| {a} - {b} | {names[key]} | {st['n']} | {st['mean']:+.2f} | {st['sd']:.2f} | "
+                             f"{st['se']:.2f} | [{st['ci_low']:+.2f}, {st['ci_high']:+.2f}] | {st['t']:+.2f} |")
     return "\n".join(lines)
+
+
+# two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (standard tables)
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def paired(scores: dict[str, Any], seeds: list[int], a: str, b: str, key: str) -> dict[str, float]:
+    """Paired comparison of side ``a`` minus side ``b`` over ``seeds`` (points of average mAP): mean,
+    sample sd of the differences, its standard error, the 95% t interval and the t statistic."""
+    diffs = [100 * (scores[a][str(s)][key] - scores[b][str(s)][key]) for s in seeds]
+    n = len(diffs)
+    mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
+    se = sd / n**0.5
+    half = T_975[min(n - 1, len(T_975)) - 1] * se
+    return {"n": n, "mean": mean, "sd": sd, "se": se, "ci_low": mean - half, "ci_high": mean + half,
+            "t": mean / se if se > 0 else float("inf")}
