@@ -1,4 +1,4 @@
-"""``python -m bench {setup-official,all,train,infer,nms,eval,flops,parity}``: tadformer vs official ActionFormer.
+"""``python -m bench {setup-official,all,train,infer,nms,eval,flops,parity,crops}``: tadformer vs official ActionFormer.
 
 Every figure is measured side by side in one run (fresh subprocess per measurement, alternating
 ours/official) and reported as a ratio ours/official. Results go to ``bench/results/`` (json) and are
@@ -88,13 +88,16 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["setup-official", "all", "train", "infer", "nms", "eval", "flops", "parity"])
+    parser.add_argument("what", choices=["setup-official", "all", "train", "infer", "nms", "eval", "flops", "parity",
+                                                "crops"])
     parser.add_argument("--rounds", type=int, default=2, help="alternating subprocess rounds per side")
     parser.add_argument("--long-rounds", type=int, default=1,
                         help="rounds for the long measurements (train step, T >= 4608, evaluation)")
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats inside each subprocess")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="parity: training seeds")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5],
+                        help="parity: training seeds (crops: the first one)")
+    parser.add_argument("--draws", type=int, default=200, help="crops: passes over the training videos per side")
     parser.add_argument("--sides", nargs="+", default=["ours", "official"], choices=parity.SIDES,
                         help="parity: which implementations to train (ours-bf16: our opt-in --amp bf16 path)")
     args = parser.parse_args(argv)
@@ -103,6 +106,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.what == "parity":
         parity.main(args.seeds, args.threads, tuple(args.sides))
+        return
+    if args.what == "crops":
+        from bench import crops
+
+        crops.main(args.seeds[0], args.draws)
         return
     results: dict[str, Any] = {"command": "python -m bench " + " ".join(map(shlex.quote, argv or sys.argv[1:])),
                                "machine": driver.machine_info(), "comparisons": []}

@@ -186,10 +186,13 @@ def _naive_ap(gt: dict[str, Any], preds: dict[str, Any], thresholds: np.ndarray)
     pvid = np.array([flat.video_names[i] for i in flat.video_index])
     gvid = np.array([g.video_names[i] for i in g.video_index])
     classes = np.unique(g.labels)
+    # the official activity index: GT ids -> their rank; a predicted id without GT keeps its value
+    index = {int(cid): rank for rank, cid in enumerate(classes)}
+    p_labels = np.array([index.get(int(lab), int(lab)) for lab in flat.labels], dtype=np.int64)
     ap = np.zeros((len(thresholds), len(classes)))
     for c, cid in enumerate(classes):
         g_rows = np.flatnonzero(g.labels == cid)
-        p_rows = np.flatnonzero(flat.labels == cid)
+        p_rows = np.flatnonzero(p_labels == c)
         if len(p_rows) == 0:
             continue
         p_rows = p_rows[np.argsort(flat.scores[p_rows])[::-1]]

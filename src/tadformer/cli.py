@@ -69,6 +69,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd("train"))
 
 
+def _ext_scores(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ext-scores", default=None, metavar="FILE",
+                   help="fuse external video-level class scores (ActivityNet; the CUHK classifier json layout: "
+                        "'results' video id -> one score per class, 'class' names); default test_cfg.ext_score_file")
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint, re-score raw outputs, or score a result file",
                        description="Three modes: CONFIG --ckpt CKPT (run the network); --raw RAW_FILE "
@@ -83,8 +89,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predictions", default=None, help="ActivityNet-format result json to score")
     p.add_argument("--annotations", default=None, help="ground-truth json (ActivityNet/ActionFormer format)")
     p.add_argument("--split", default=None, help="subset to evaluate (default: the config's val_split, else test)")
-    p.add_argument("--tiou", type=float, nargs="+", default=None, help="tIoU thresholds (default 0.3 .. 0.7)")
+    p.add_argument("--tiou", type=float, nargs="+", default=None,
+                   help="tIoU thresholds (default: the dataset's official ones, e.g. 0.3 .. 0.7 for THUMOS14)")
     p.add_argument("--topk", "-t", type=int, default=None, help="override test_cfg.max_seg_num")
+    _ext_scores(p)
     _amp(p, _AMP_EVAL_HELP)
     p.add_argument("--no-progress", action="store_true")
     _common(p)
@@ -107,6 +115,7 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--annotations", default=None, help="annotation json: adds ground truth to the figure")
     p.add_argument("--video-id", default=None, help="video id (default: the .npy file name)")
     p.add_argument("--classes", default=None, help="class names: a file with one per line, or comma-separated")
+    _ext_scores(p)
     p.add_argument("--no-ema", action="store_true")
     _amp(p, _AMP_EVAL_HELP)
     _common(p)

@@ -79,6 +79,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.topk is not None and args.topk > 0:
         cfg = replace(cfg, test_cfg=replace(cfg.test_cfg, max_seg_num=args.topk))
     detections = ev.detect_from_raw(raw, cfg.test_cfg)
+    ext_file = args.ext_scores or cfg.test_cfg.ext_score_file
+    if ext_file:
+        detections = _fused(detections, ext_file, annotations_path(args, cfg), cfg)
+    if tiou is None:  # the dataset's official thresholds (THUMOS 0.3:0.1:0.7, ActivityNet 0.5:0.05:0.95, ...)
+        from tadformer.data.rules import rules_for
+
+        tiou = list(rules_for(cfg.dataset_name).tiou_thresholds)
     split = args.split or (cfg.val_split[0] if cfg.val_split else "test")
     result = ev.score_detections(detections, annotations_path(args, cfg), split, tiou)
     ev.write_eval_outputs(out, result, detections, raw.class_names, split=split,
@@ -86,6 +93,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_map_table(result))
     print(f"wrote {out / 'metrics.json'}, {out / 'predictions.json'}")
     return 0
+
+
+def _fused(detections: list, ext_file: str, annotation_json: str, cfg: ExperimentConfig) -> list:
+    """Score fusion with the annotation file's label map (names -> label_id)."""
+    from tadformer.data.annotations import read_annotations
+    from tadformer.engine.evaluate import fuse_detections
+
+    label_dict = read_annotations(annotation_json).label_dict
+    return fuse_detections(detections, ext_file, label_dict, cfg.dataset.num_classes)
 
 
 def annotations_path(args: argparse.Namespace, cfg: ExperimentConfig) -> str:
@@ -130,22 +146,35 @@ def cmd_infer(args: argparse.Namespace) -> int:
     loaded = load_for_inference(ckpt, config, overrides=args.overrides, seed=args.seed, device=device,
                                 use_ema=not args.no_ema, classes=args.classes)
     vid = args.video_id or Path(args.feat).stem
+    prefix = loaded.cfg.dataset.file_prefix
+    if not args.video_id and prefix and vid.startswith(prefix):  # v_XXXX.npy holds ActivityNet video XXXX
+        vid = vid[len(prefix):]
     fps, duration = args.fps, args.duration
     if args.annotations and (fps is None or duration is None):
         ann_fps, ann_dur = video_meta_from_annotations(args.annotations, vid)
         fps, duration = fps or ann_fps, duration or ann_dur
     det = infer_video(loaded, args.feat, fps=fps, duration_sec=duration, video_id=vid, device=device, amp=args.amp)
+    class_names = loaded.class_names
+    ext_file = args.ext_scores or loaded.cfg.test_cfg.ext_score_file
+    if ext_file:
+        if not args.annotations:
+            raise ValueError("--ext-scores needs --annotations GT.json (its class names give the label ids)")
+        from tadformer.data.annotations import read_annotations
+
+        fused = _fused([det], ext_file, args.annotations, loaded.cfg)
+        det = fused[0] if fused else det
+        class_names = read_annotations(args.annotations).class_names  # fused labels are the file's label ids
     best = top_k(det, args.top_k, args.min_score)
     print(f"weights: {loaded.weights_description}")
-    print(format_table(best, loaded.class_names))
+    print(format_table(best, class_names))
     if args.json:
-        write_results_json(args.json, [best], loaded.class_names)
+        write_results_json(args.json, [best], class_names)
     if args.csv:
-        write_results_csv(args.csv, [best], loaded.class_names)
+        write_results_csv(args.csv, [best], class_names)
     if args.save_fig:
         from tadformer.report.figures import save_timeline_figure
 
-        save_timeline_figure(args.save_fig, best, loaded.class_names, annotation_json=args.annotations)
+        save_timeline_figure(args.save_fig, best, class_names, annotation_json=args.annotations)
     for what, path in (("json", args.json), ("csv", args.csv), ("figure", args.save_fig)):
         if path:
             print(f"wrote {what}: {path}")

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from tadformer.data.rules import kept_after_dedup
 from tadformer.results_io import FlatDetections, flatten_results
 
 DEDUP_TOL_SEC = 1e-3
@@ -91,21 +92,6 @@ class GroundTruth:
     labels: np.ndarray
 
 
-def _dedup_video(starts: list[float], ends: list[float], labels: list[int], tol: float) -> list[int]:
-    """Indices kept by the official ``remove_duplicate_annotations`` (sequential, earlier kept wins)."""
-    s, e, lab = np.asarray(starts), np.asarray(ends), np.asarray(labels)
-    long_enough = (e - s) >= tol
-    close = (np.abs(s[:, None] - s[None, :]) <= tol) & (np.abs(e[:, None] - e[None, :]) <= tol)
-    close &= (lab[:, None] == lab[None, :]) & np.tri(len(s), k=-1, dtype=bool)  # [i, j]: j earlier than i
-    if not close.any():
-        return np.flatnonzero(long_enough).tolist()
-    kept: list[int] = []
-    for i in range(len(s)):
-        if long_enough[i] and not any(close[i, j] for j in kept):
-            kept.append(i)
-    return kept
-
-
 def load_ground_truth(
     ground_truth: Mapping[str, Any], split: str = "test", tol: float = DEDUP_TOL_SEC
 ) -> GroundTruth:
@@ -135,7 +121,7 @@ def load_ground_truth(
                 f"ground truth: video {video_id!r} is malformed ({err!r}); expected 'subset' and "
                 "'annotations' with 'segment' [start_sec, end_sec] and 'label_id'"
             ) from err
-        keep = _dedup_video(s, e, lab, tol) if anns else []
+        keep = kept_after_dedup(np.asarray(s), np.asarray(e), np.asarray(lab), tol) if anns else []
         vidx.extend([len(names)] * len(keep))
         names.append(str(video_id))
         starts.extend(s[i] for i in keep)
@@ -161,7 +147,8 @@ def block_tiou(p_start: np.ndarray, p_end: np.ndarray, g_start: np.ndarray, g_en
         np.minimum(p_end[:, None], g_end[None, :]) - np.maximum(p_start[:, None], g_start[None, :])
     ).clip(0)
     union = (g_end - g_start)[None, :] + (p_end - p_start)[:, None] - inter
-    return inter / union
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 = NaN for a reversed zero-union pair, as official
+        return inter / union
 
 
 def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
@@ -186,7 +173,9 @@ def match_block(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     n_pred, n_gt = iou.shape
     order = np.argsort(iou, axis=1)[:, ::-1]  # official per-prediction GT order, ties included
     iou_sorted = np.take_along_axis(iou, order, axis=1)
-    n_cand = (iou_sorted[None, :, :] >= thresholds[:, None, None]).sum(axis=2)  # [T, P]; a prefix per row
+    # a GT is a candidate unless its tIoU is below the threshold: a NaN tIoU (reversed prediction, zero
+    # union) sorts first and is "not below", so it matches, as in the official loop
+    n_cand = (~(iou_sorted[None, :, :] < thresholds[:, None, None])).sum(axis=2)  # [T, P]; a prefix per row
     # Fast path: a row with a single candidate is TP iff it is the first row wanting that GT.
     wants = (n_cand == 1)[:, :, None] & (order[:, :1] == np.arange(n_gt))[None, :, :]  # [T, P, G]
     first = wants.argmax(axis=1)  # [T, G]
@@ -292,16 +281,19 @@ def evaluate_detections(
     gt_lookup = {name: i for i, name in enumerate(gt.video_names)}
     video_map = np.asarray([gt_lookup.get(v, -1) for v in pred.video_names], dtype=np.int64)
     p_gt_video = video_map[pred.video_index] if len(pred) else np.zeros(0, dtype=np.int64)
-    g_sorted = np.argsort(gt.labels, kind="stable")
-    p_sorted = np.argsort(pred.labels, kind="stable")
-    g_lo, g_hi = (
-        np.searchsorted(gt.labels[g_sorted], class_ids, "left"),
-        np.searchsorted(gt.labels[g_sorted], class_ids, "right"),
-    )
-    p_lo, p_hi = (
-        np.searchsorted(pred.labels[p_sorted], class_ids, "left"),
-        np.searchsorted(pred.labels[p_sorted], class_ids, "right"),
-    )
+    # The official evaluator renumbers the GT label ids to their rank among the sorted ids present and
+    # applies the same map to the predictions; a predicted label without GT keeps its value, so it can
+    # collide with a renumbered class (identity whenever the ids present are 0..K-1, as for THUMOS14).
+    ranks = np.arange(len(class_ids))
+    gt_rank = np.searchsorted(class_ids, gt.labels)
+    pos = np.searchsorted(class_ids, pred.labels).clip(max=max(len(class_ids) - 1, 0))
+    known = (class_ids[pos] == pred.labels) if len(class_ids) else np.zeros(len(pred), dtype=bool)
+    pred_rank = np.where(known, pos, pred.labels)
+    g_sorted = np.argsort(gt_rank, kind="stable")
+    p_sorted = np.argsort(pred_rank, kind="stable")
+    g_lo, g_hi = np.searchsorted(gt_rank[g_sorted], ranks, "left"), np.searchsorted(gt_rank[g_sorted], ranks, "right")
+    p_lo, p_hi = (np.searchsorted(pred_rank[p_sorted], ranks, "left"),
+                  np.searchsorted(pred_rank[p_sorted], ranks, "right"))
     ap = np.zeros((len(thresholds), len(class_ids)))
     recall = np.zeros((len(thresholds), len(top_k), len(class_ids)))
     for c in range(len(class_ids)):

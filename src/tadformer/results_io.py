@@ -200,9 +200,14 @@ def _class_name(label: int, class_names: Sequence[str] | Mapping[int, str] | Non
         raise ValueError(f"label id {label} has no entry in class_names") from err
 
 
+def _keep_precision(x: np.ndarray) -> np.ndarray:
+    """float64 stays float64 (e.g. scores after score fusion); anything else is the pipeline's float32."""
+    return x if x.dtype == np.float64 else x.astype(np.float32)
+
+
 def _rows(detections: DetectionsLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    segs = _to_numpy(detections.segments_sec).astype(np.float32).reshape(-1, 2)
-    scores = _to_numpy(detections.scores).astype(np.float32).reshape(-1)
+    segs = _keep_precision(_to_numpy(detections.segments_sec)).reshape(-1, 2)
+    scores = _keep_precision(_to_numpy(detections.scores)).reshape(-1)
     labels = _to_numpy(detections.labels).astype(np.int64).reshape(-1)
     if not segs.shape[0] == scores.shape[0] == labels.shape[0]:
         raise ValueError(

@@ -15,12 +15,12 @@ import torch
 from torch import Tensor
 
 
-def feat_offset_grid(num_frames: int, feat_stride: int) -> float:
+def feat_offset_grid(num_frames: float, feat_stride: float) -> float:
     """Offset of a feature's clip centre from its first frame, in grid units (2.0 for 16/4)."""
     return 0.5 * num_frames / feat_stride
 
 
-def sec_to_grid(segments_sec: Tensor | np.ndarray, fps: float, feat_stride: int, num_frames: int) -> Tensor:
+def sec_to_grid(segments_sec: Tensor | np.ndarray, fps: float, feat_stride: float, num_frames: float) -> Tensor:
     """Convert ``[N, 2]`` segments from seconds to feature-grid units (float32).
 
     ``grid = seconds * fps / feat_stride - 0.5 * num_frames / feat_stride``; feature ``i`` is
@@ -35,7 +35,7 @@ def sec_to_grid(segments_sec: Tensor | np.ndarray, fps: float, feat_stride: int,
 
 
 def grid_to_sec(
-    segments_grid: Tensor, fps: float, feat_stride: int, num_frames: int, duration_sec: float | None = None
+    segments_grid: Tensor, fps: float, feat_stride: float, num_frames: float, duration_sec: float | None = None
 ) -> Tensor:
     """Convert ``[N, 2]`` grid segments back to seconds, the exact inverse of :func:`sec_to_grid`.
 

@@ -158,12 +158,14 @@ def test_label_outside_num_classes(cfg: Cfg) -> None:
 def test_bad_config(cfg: Cfg) -> None:
     with pytest.raises(ValueError, match="downsample_rate"):
         FeatureDataset([], dataclasses.replace(cfg, downsample_rate=0), is_training=False)
-    with pytest.raises(ValueError, match="feat_folder must be one folder"):
+    with pytest.raises(ValueError, match="feat_folder is not set"):
         FeatureDataset([], dataclasses.replace(cfg, feat_folder=None), is_training=False)
     with pytest.raises(ValueError, match="file_ext must be set"):
         FeatureDataset([], dataclasses.replace(cfg, file_ext=None), is_training=False)
-    with pytest.raises(ValueError, match="force_upsampling"):
-        FeatureDataset([], dataclasses.replace(cfg, force_upsampling=True), is_training=False)
+    with pytest.raises(ValueError, match=r"input_dim has 3 entries \[3, 1, 1\] but dataset.feat_folder lists 2"):
+        FeatureDataset([], dataclasses.replace(cfg, feat_folder=("a", "b"), input_dim=(3, 1, 1)), is_training=False)
+    with pytest.raises(ValueError, match="lists 2 folders but dataset.input_dim is one number"):
+        FeatureDataset([], dataclasses.replace(cfg, feat_folder=("a", "b")), is_training=False)
 
 
 def test_training_truncates_long_videos_deterministically(tmp_path: Path, cfg: Cfg) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tadformer.data.rules import kept_after_dedup
 from tadformer.data.types import VideoRecord
 
 DEFAULT_DURATION_SEC = 1e8  # official fallback when a video has no "duration"
@@ -77,6 +78,7 @@ def read_annotations(
     splits: Sequence[str] | None = None,
     label_key: Literal["label_id", "label"] = "label_id",
     default_fps: float | None = None,
+    remove_duplicates: bool = False,
 ) -> AnnotationSet:
     """Read and validate an annotation json.
 
@@ -87,6 +89,9 @@ def read_annotations(
         label_key: ``"label_id"`` takes the class ids from the json (official THUMOS);
             ``"label"`` numbers the sorted unique label names 0..K-1 instead.
         default_fps: when set, used for every video instead of the json fps (official behaviour).
+        remove_duplicates: drop too-short and repeated annotations of each video, like the official
+            ActivityNet dataset (:func:`tadformer.data.rules.kept_after_dedup`); the label map still
+            comes from every annotation.
 
     Returns:
         An :class:`AnnotationSet`.
@@ -108,6 +113,10 @@ def read_annotations(
         if wanted is not None and subset.lower() not in wanted:
             continue
         segs = raw[vid]
+        if remove_duplicates and segs:
+            keep = kept_after_dedup(np.array([x.start_sec for x in segs]), np.array([x.end_sec for x in segs]),
+                                    np.array([label_dict[x.name] for x in segs]))
+            segs = [segs[i] for i in keep]
         videos.append(
             VideoRecord(
                 video_id=vid,

@@ -9,15 +9,18 @@ transposed to ``[C, T]``, and segments go from seconds to grid units in float32
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from tadformer.data.features import FeatureError, ensure_finite, feature_path, load_features
+from tadformer.data.features import FeatureError, ensure_finite
+from tadformer.data.rules import DatasetRules
+from tadformer.data.sources import expected_dims, feat_folders, has_features, is_hdf5, read_features, source_path
 from tadformer.data.transforms import random_truncate
 from tadformer.data.types import DatasetConfigLike, VideoRecord, VideoSample
 from tadformer.segments import feat_offset_grid, sec_to_grid
@@ -33,8 +36,12 @@ class FeatureDataset(Dataset[VideoSample]):
         generator: randomness for truncation. None uses torch's global RNG, which a DataLoader
             seeds differently in each worker: use None with ``num_workers > 0`` (a Generator
             object would be copied into every worker with the same state and repeat crops).
-        missing: ``"skip"`` drops videos whose feature file does not exist (official behaviour;
-            their ids are in ``skipped_video_ids``); ``"error"`` raises :class:`FeatureError`.
+        missing: ``"skip"`` drops videos without features (official behaviour; with several feature
+            folders, a video missing from any of them; their ids are in ``skipped_video_ids``);
+            ``"error"`` raises :class:`FeatureError`.
+        rules: the benchmark's differences (:func:`tadformer.data.rules.rules_for`); THUMOS14 by default.
+
+    With ``num_classes == 1`` every label becomes 0 (class-agnostic training, as official).
 
     Raises:
         ValueError: bad config values, or a record label outside ``[0, num_classes)``.
@@ -48,33 +55,31 @@ class FeatureDataset(Dataset[VideoSample]):
         is_training: bool,
         generator: torch.Generator | None = None,
         missing: Literal["skip", "error"] = "skip",
+        rules: DatasetRules | None = None,
     ) -> None:
         _check_config(cfg)
         if missing not in ("skip", "error"):
             raise ValueError(f"missing must be 'skip' or 'error', got {missing!r}")
-        if not isinstance(cfg.feat_folder, str) or not cfg.feat_folder:
-            raise ValueError(f"dataset.feat_folder must be one folder path, got {cfg.feat_folder!r}")
-        if not isinstance(cfg.file_ext, str):
+        self.folders = feat_folders(cfg.feat_folder)
+        if not any(is_hdf5(f) for f in self.folders) and not isinstance(cfg.file_ext, str):
             raise ValueError(f"dataset.file_ext must be set (e.g. '.npy'), got {cfg.file_ext!r}")
-        self.feat_folder: str = cfg.feat_folder
-        self.file_ext: str = cfg.file_ext
+        self.dims = expected_dims(cfg.input_dim, len(self.folders))
         self.cfg = cfg
+        self.rules = rules or DatasetRules()
         self.is_training = is_training
         self.generator = generator
-        self.expected_dim = int(cfg.input_dim) if isinstance(cfg.input_dim, int) else None
-        if self.expected_dim is None:
-            raise ValueError(f"dataset.input_dim must be an int for FeatureDataset, got {cfg.input_dim!r}")
         kept: list[VideoRecord] = []
         skipped: list[str] = []
         for rec in records:
+            if cfg.num_classes == 1:
+                rec = dataclasses.replace(rec, labels=np.zeros_like(rec.labels))
             _check_labels(rec, cfg.num_classes)
-            path = self.feature_path(rec.video_id)
-            if path.is_file():
+            if has_features(self.folders, rec.video_id, cfg.file_prefix, cfg.file_ext):
                 kept.append(rec)
             elif missing == "error":
                 raise FeatureError(
-                    f"video {rec.video_id!r}: feature file {path} not found (the path is feat_folder / "
-                    "(file_prefix or '') + video_id + file_ext)"
+                    f"video {rec.video_id!r}: feature file {self.feature_path(rec.video_id)} not found (the path "
+                    "is feat_folder / (file_prefix or '') + video_id + file_ext)"
                 )
             else:
                 skipped.append(rec.video_id)
@@ -83,17 +88,23 @@ class FeatureDataset(Dataset[VideoSample]):
 
     @property
     def feat_stride(self) -> int:
-        """Frames per grid step after downsampling."""
+        """Frames per grid step after downsampling (resized datasets: see :func:`grid_of`)."""
         return int(self.cfg.feat_stride * self.cfg.downsample_rate)
 
     @property
     def offset_grid(self) -> float:
-        """Clip-centre offset in grid units (2.0 for THUMOS I3D)."""
+        """Clip-centre offset in grid units (2.0 for THUMOS I3D, 0.5 for resized features)."""
+        if self.cfg.force_upsampling:
+            return 0.5
         return feat_offset_grid(self.cfg.num_frames, self.feat_stride)
 
     def feature_path(self, video_id: str) -> Path:
-        """Where the features of ``video_id`` are read from."""
-        return feature_path(self.feat_folder, video_id, self.cfg.file_prefix, self.file_ext)
+        """Where the features of ``video_id`` are read from (the first folder's file, or the HDF5 store)."""
+        return source_path(self.folders[0], video_id, self.cfg.file_prefix, self.cfg.file_ext)
+
+    def read_features(self, video_id: str) -> np.ndarray:
+        """The stored ``[T, C]`` features of ``video_id`` (every folder, concatenated; not cast)."""
+        return read_features(self.folders, video_id, self.cfg.file_prefix, self.cfg.file_ext, self.dims)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -102,29 +113,26 @@ class FeatureDataset(Dataset[VideoSample]):
         return self.load(index, self.generator)
 
     def load(self, index: int, generator: torch.Generator | None = None,
-             crop_window: tuple[int, int] | None = None) -> VideoSample:
-        """Item ``index``; in training, cropped with ``generator`` or at the given ``crop_window``.
+             crop_window: tuple[int, int] | None = None,
+             randint: Callable[[int, int], int] | None = None) -> VideoSample:
+        """Item ``index``; in training, cropped with ``generator`` (or ``randint``), or at ``crop_window``.
 
         Training items carry the ``crop_window`` they hold (``(0, T)`` when not cropped), so a run's
         crops can be recorded and replayed; evaluation items carry None.
         """
         rec = self.records[index]
         path = self.feature_path(rec.video_id)
-        feats_tc = load_features(path, self.expected_dim, rec.video_id, check_finite=False)
-        # [T, C] -> float32, keep every k-th step, then [C, T] contiguous
-        feats32 = np.asarray(feats_tc[:: self.cfg.downsample_rate], dtype=np.float32)
-        ensure_finite(feats32, f"video {rec.video_id!r}: feature file {path}")
-        feats = torch.from_numpy(np.ascontiguousarray(feats32.T))
+        feats, grid = prepare_features(self.read_features(rec.video_id), self.cfg,
+                                       f"video {rec.video_id!r}: feature file {path}")
         fps = float(self.cfg.default_fps) if self.cfg.default_fps is not None else rec.fps
+        segments = sec_to_grid(rec.segments_sec, fps, grid.stride, grid.num_frames)
+        labels = torch.from_numpy(rec.labels.astype(np.int64))
+        if self.is_training and self.rules.fix_missing_frames and rec.num_segments > 0:
+            segments, labels = fix_missing_frames(segments, labels, feats.shape[1] + grid.offset,
+                                                  self.cfg.trunc_thresh, rec.video_id)
         sample = VideoSample(
-            video_id=rec.video_id,
-            feats=feats,
-            segments_grid=sec_to_grid(rec.segments_sec, fps, self.feat_stride, self.cfg.num_frames),
-            labels=torch.from_numpy(rec.labels.astype(np.int64)),
-            fps=fps,
-            duration_sec=rec.duration_sec,
-            feat_stride=self.feat_stride,
-            feat_num_frames=int(self.cfg.num_frames),
+            video_id=rec.video_id, feats=feats, segments_grid=segments, labels=labels, fps=fps,
+            duration_sec=rec.duration_sec, feat_stride=grid.stride, feat_num_frames=grid.num_frames,
         )
         if not self.is_training:
             return sample
@@ -133,10 +141,11 @@ class FeatureDataset(Dataset[VideoSample]):
                 sample,
                 max_seq_len=self.cfg.max_seq_len,
                 trunc_thresh=self.cfg.trunc_thresh,
-                offset_grid=self.offset_grid,
+                offset_grid=grid.offset,
                 crop_ratio=self.cfg.crop_ratio,
                 generator=generator,
                 window=crop_window,
+                randint=randint,
             )
         elif crop_window is not None and tuple(crop_window) != (0, sample.length):
             raise ValueError(f"video {rec.video_id!r} has no annotation, so it is never cropped; got crop window "
@@ -144,6 +153,70 @@ class FeatureDataset(Dataset[VideoSample]):
         if sample.crop_window is None:
             sample = dataclasses.replace(sample, crop_window=(0, sample.length))
         return sample
+
+
+def prepare_features(feats_tc: np.ndarray, cfg: DatasetConfigLike, where: str) -> tuple[torch.Tensor, Grid]:
+    """Stored ``[T, C]`` features -> the network's ``[C, T']`` float32 input and its grid.
+
+    ``T' = T / downsample_rate`` steps, or ``max_seq_len`` for resized features (torch's linear
+    interpolation with ``align_corners=False``, as official; nothing is resized when T already equals it).
+
+    Raises:
+        FeatureError: NaN/Inf values (``where`` names the file).
+    """
+    grid = grid_of(feats_tc.shape[0], cfg)
+    if not cfg.force_upsampling:  # [T, C] -> keep every k-th step
+        feats_tc = feats_tc[:: cfg.downsample_rate]
+    feats32 = np.asarray(feats_tc, dtype=np.float32)
+    ensure_finite(feats32, where)
+    feats = torch.from_numpy(np.ascontiguousarray(feats32.T))  # [C, T]
+    if cfg.force_upsampling and feats.shape[1] != cfg.max_seq_len:
+        feats = F.interpolate(feats[None], size=cfg.max_seq_len, mode="linear", align_corners=False)[0]  # [C, L]
+    return feats, grid
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """The feature grid of one video: frames per step, frames per clip, clip-centre offset (grid units)."""
+
+    stride: float
+    num_frames: float
+    offset: float
+
+
+def grid_of(num_steps: int, cfg: DatasetConfigLike) -> Grid:
+    """The grid of a video with ``num_steps`` stored features (official dataset rule).
+
+    Resized (``force_upsampling``) features span ``(T - 1) * feat_stride + num_frames`` frames spread
+    over ``max_seq_len`` steps: the stride is that over ``max_seq_len`` (a float), the clip as long as a
+    step, so the offset is 0.5. Otherwise the stride is ``feat_stride * downsample_rate``.
+    """
+    if cfg.force_upsampling:
+        stride = float((num_steps - 1) * cfg.feat_stride + cfg.num_frames) / cfg.max_seq_len
+        return Grid(stride, stride, 0.5 * stride / stride)
+    stride_int = int(cfg.feat_stride * cfg.downsample_rate)
+    return Grid(stride_int, int(cfg.num_frames), feat_offset_grid(cfg.num_frames, stride_int))
+
+
+def fix_missing_frames(segments: torch.Tensor, labels: torch.Tensor, grid_end: float, min_share: float,
+                       video_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """ActivityNet training: drop segments starting at or after ``grid_end`` (last step + offset) or with
+    less than ``min_share`` of their length before it; clamp the ends of the rest to ``grid_end``.
+
+    Raises:
+        ValueError: no segment survives (naming the video): it cannot be trained on.
+    """
+    keep = []
+    for i, (start, end) in enumerate(segments.tolist()):
+        if start >= grid_end:
+            continue
+        if (min(end, grid_end) - start) / (end - start) >= min_share:
+            keep.append(i)
+    if not keep:
+        raise ValueError(f"video {video_id!r}: every annotation lies (mostly) past the end of its features "
+                         f"({grid_end} grid steps): remove the video from the training split or fix its features")
+    idx = torch.tensor(keep, dtype=torch.int64)
+    return segments[idx].clamp(max=grid_end), labels[idx]
 
 
 def _check_config(cfg: DatasetConfigLike) -> None:
@@ -155,8 +228,6 @@ def _check_config(cfg: DatasetConfigLike) -> None:
         lo, hi = cfg.crop_ratio
         if not 0 < lo <= hi:
             raise ValueError(f"dataset.crop_ratio must be (lo, hi) with 0 < lo <= hi, got {cfg.crop_ratio!r}")
-    if cfg.force_upsampling:
-        raise ValueError("dataset.force_upsampling (ActivityNet-style resizing) is not supported")
 
 
 def _check_labels(rec: VideoRecord, num_classes: int) -> None:

@@ -10,7 +10,7 @@ crops of an official run cannot be reproduced. Everything else follows SPEC §2.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -58,6 +58,7 @@ def random_truncate(
     max_num_trials: int = 200,
     has_action: bool = True,
     window: tuple[int, int] | None = None,
+    randint: Callable[[int, int], int] | None = None,
 ) -> VideoSample:
     """Randomly crop a training sample to at most ``max_seq_len`` steps (official ``truncate_feats``).
 
@@ -82,6 +83,8 @@ def random_truncate(
         has_action: require at least one kept segment.
         window: replay a recorded crop: ``(start, end)`` is used as the window and nothing is drawn
             (``(0, T)`` returns the input, as an uncropped draw does).
+        randint: replaces the draws (``randint(a, b)``, both ends inclusive, like ``random.randint``):
+            e.g. the recorded draws of an official run. Default: ``generator``.
 
     Returns:
         The input itself when nothing is cropped; else a new sample with ``feats [C, L]`` (a copy),
@@ -91,6 +94,7 @@ def random_truncate(
     if max_num_trials < 1:
         raise ValueError(f"max_num_trials must be >= 1, got {max_num_trials}")
     num_steps = sample.length
+    draw = randint if randint is not None else (lambda lo, hi: _randint(lo, hi, generator))
     if window is not None:
         start, end = _checked_window(window, num_steps, max_seq_len, sample.video_id)
         if (start, end) == (0, num_steps):
@@ -103,14 +107,14 @@ def random_truncate(
         if crop_ratio is None:
             return sample
         lo, hi = crop_length_range(num_steps, crop_ratio)
-        crop_len = _randint(lo, hi, generator)
+        crop_len = draw(lo, hi)
         if crop_len == num_steps:
             return sample
     else:
         crop_len = max_seq_len
 
     for _ in range(max_num_trials):
-        start = _randint(0, num_steps - crop_len, generator)
+        start = draw(0, num_steps - crop_len)
         left, right, ratio = window_segments(sample.segments_grid, start, start + crop_len, offset_grid)
         keep = ratio >= trunc_thresh
         if not has_action or bool(keep.any()):

@@ -89,8 +89,9 @@ class VideoSample:
         labels: ``[N]`` int64 class ids.
         fps: frames per second (as a Python float).
         duration_sec: video duration in seconds.
-        feat_stride: frames per grid step, after downsampling (``feat_stride * downsample_rate``).
-        feat_num_frames: frames per feature clip.
+        feat_stride: frames per grid step, after downsampling (``feat_stride * downsample_rate``); a
+            float for resized features (ActivityNet: ``16 T / 192``).
+        feat_num_frames: frames per feature clip (equal to the stride for resized features).
         crop_window: ``(start, end)`` grid steps of the video that ``feats`` holds: ``(0, T)`` for a
             whole training item, the window for a cropped one, None for evaluation items.
     """
@@ -101,8 +102,8 @@ class VideoSample:
     labels: Tensor
     fps: float
     duration_sec: float
-    feat_stride: int
-    feat_num_frames: int
+    feat_stride: float
+    feat_num_frames: float
     crop_window: tuple[int, int] | None = None
 
     @property
@@ -118,8 +119,8 @@ class VideoMeta:
     video_id: str
     fps: float
     duration_sec: float
-    feat_stride: int
-    feat_num_frames: int
+    feat_stride: float  # frames per grid step (an int except for resized features, e.g. ActivityNet)
+    feat_num_frames: float  # frames per feature clip
     length: int  # valid feature steps T (before padding)
     crop_window: tuple[int, int] | None = None  # training: (start, end) steps of the video in this item
 

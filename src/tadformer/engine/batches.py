@@ -20,10 +20,12 @@ from tadformer.config import ExperimentConfig
 from tadformer.data.annotations import read_annotations
 from tadformer.data.collate import collate_train
 from tadformer.data.dataset import FeatureDataset
+from tadformer.data.rules import rules_for
 from tadformer.data.types import Batch, VideoSample
 from tadformer.engine.batch_order import Window
 
-__all__ = ["SeededItems", "batch_keys", "build_train_dataset", "complete_class_names", "epoch_batches",
+__all__ = ["SeededItems", "batch_keys", "build_train_dataset", "complete_class_names", "empty_class_ids",
+           "epoch_batches",
            "seed_of", "train_loader", "usable_cpus", "usable_workers", "Key", "Window"]
 
 
@@ -60,8 +62,10 @@ def build_train_dataset(cfg: ExperimentConfig, world_size: int = 1) -> tuple[Fea
     """The training dataset of ``cfg.train_split`` and the class names of the annotation file."""
     if not cfg.dataset.json_file:
         raise ValueError("dataset.json_file is not set: point it at the annotation json (ActivityNet format)")
-    ann = read_annotations(cfg.dataset.json_file, splits=list(cfg.train_split), default_fps=cfg.dataset.default_fps)
-    dataset = FeatureDataset(ann.videos, cfg.dataset, is_training=True)
+    rules = rules_for(cfg.dataset_name)
+    ann = read_annotations(cfg.dataset.json_file, splits=list(cfg.train_split), default_fps=cfg.dataset.default_fps,
+                           remove_duplicates=rules.remove_duplicates)
+    dataset = FeatureDataset(ann.videos, cfg.dataset, is_training=True, rules=rules)
     if len(dataset) < cfg.loader.batch_size * world_size:
         raise ValueError(
             f"training split {list(cfg.train_split)} of {cfg.dataset.json_file} has {len(dataset)} videos with "
@@ -70,6 +74,15 @@ def build_train_dataset(cfg: ExperimentConfig, world_size: int = 1) -> tuple[Fea
             + (f" x {world_size} processes" if world_size > 1 else "")
         )
     return dataset, complete_class_names(ann.class_names, cfg)
+
+
+def empty_class_ids(cfg: ExperimentConfig) -> tuple[int, ...]:
+    """Class ids in ``[0, num_classes)`` that no annotation of the file uses (any split), for datasets
+    whose rules ask for the empty-class head bias (EPIC-Kitchens); ``()`` otherwise."""
+    if not rules_for(cfg.dataset_name).empty_classes or cfg.dataset.num_classes == 1 or not cfg.dataset.json_file:
+        return ()
+    used = set(read_annotations(cfg.dataset.json_file).label_dict.values())
+    return tuple(c for c in range(cfg.dataset.num_classes) if c not in used)
 
 
 def complete_class_names(names: Sequence[str], cfg: ExperimentConfig) -> tuple[str, ...]:

@@ -25,9 +25,11 @@ from tadformer.config import ExperimentConfig, TestConfig
 from tadformer.data.annotations import read_annotations
 from tadformer.data.collate import collate_eval
 from tadformer.data.dataset import FeatureDataset
+from tadformer.data.rules import rules_for
 from tadformer.data.types import VideoMeta, VideoSample
 from tadformer.engine.checkpoint import atomic_torch_save
 from tadformer.engine.runtime import Precision, make_precision
+from tadformer.fusion import ExtScoreError, fuse_ext_scores, map_class_labels, read_ext_scores
 from tadformer.metrics import EvalResult, evaluate_detections
 from tadformer.model import ActionFormer
 from tadformer.model.outputs import HeadOutputs
@@ -101,8 +103,10 @@ def build_eval_dataset(cfg: ExperimentConfig, split: Sequence[str] | None = None
     splits = list(split) if split else list(cfg.val_split)
     if not cfg.dataset.json_file:
         raise ValueError("dataset.json_file is not set: point it at the annotation json (ActivityNet format)")
-    ann = read_annotations(cfg.dataset.json_file, splits=splits, default_fps=cfg.dataset.default_fps)
-    dataset = FeatureDataset(ann.videos, cfg.dataset, is_training=False)
+    rules = rules_for(cfg.dataset_name)
+    ann = read_annotations(cfg.dataset.json_file, splits=splits, default_fps=cfg.dataset.default_fps,
+                           remove_duplicates=rules.remove_duplicates)
+    dataset = FeatureDataset(ann.videos, cfg.dataset, is_training=False, rules=rules)
     if len(dataset) == 0:
         raise ValueError(f"no video of split {splits} in {cfg.dataset.json_file} has a feature file in "
                          f"{cfg.dataset.feat_folder} (looked for "
@@ -159,6 +163,43 @@ def detect_from_raw(raw: RawOutputs, test_cfg: TestConfig) -> list[Detections]:
         )
         detections.extend(postprocess_batch(outputs, [video.meta], test_cfg))
     return detections
+
+
+def fuse_detections(detections: Sequence[Detections], ext_score_file: str | Path,
+                    label_dict: dict[str, int], num_classes: int | None = None) -> list[Detections]:
+    """External classification-score fusion (ActivityNet ``test_cfg.ext_score_file``), official rule.
+
+    Each video's detections (cut to its 200 best) are repeated under the two classes the external
+    classifier scores highest, with score ``sqrt(ext_score * det_score)`` in float64
+    (:func:`tadformer.fusion.fuse_ext_scores`). The classes are mapped **by name** to the annotation's
+    ``label_id`` (``label_dict``); videos come in sorted id order, as official.
+
+    Raises:
+        ExtScoreError: a missing or malformed file, a video without scores (named), a class name the
+            annotation file does not know, or (``num_classes == 1``: class-agnostic detection) a class
+            count that differs from the annotation file's.
+    """
+    ext = read_ext_scores(ext_score_file)
+    if num_classes == 1 and len(ext.class_names) != len(label_dict):
+        raise ExtScoreError(f"{ext_score_file}: {len(ext.class_names)} classes, but the annotation file has "
+                            f"{len(label_dict)}; the score file must score the annotation's classes")
+    ids = [d.video_id for d in detections for _ in range(len(d))]
+    segs = np.concatenate([d.segments_sec.detach().cpu().numpy().reshape(-1, 2) for d in detections]) \
+        if detections else np.zeros((0, 2), np.float32)
+    scores = np.concatenate([d.scores.detach().cpu().numpy().reshape(-1) for d in detections]) \
+        if detections else np.zeros(0, np.float32)
+    fused = fuse_ext_scores(ids, segs[:, 0], segs[:, 1], scores, ext)
+    labels = map_class_labels(fused.labels, ext.class_names, label_dict)
+    out: list[Detections] = []
+    start = 0
+    for end in [*np.flatnonzero(np.asarray(fused.video_ids[1:]) != np.asarray(fused.video_ids[:-1])) + 1,
+                len(fused)]:
+        if end > start:
+            out.append(Detections(fused.video_ids[start],
+                                  torch.from_numpy(np.stack([fused.t_start[start:end], fused.t_end[start:end]], 1)),
+                                  torch.from_numpy(fused.scores[start:end]), torch.from_numpy(labels[start:end])))
+        start = end
+    return out
 
 
 def read_ground_truth(annotation_json: str | Path, split: str) -> dict[str, Any]:

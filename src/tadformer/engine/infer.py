@@ -6,9 +6,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from tadformer.data.dataset import prepare_features
 from tadformer.data.features import load_features
 from tadformer.data.types import VideoSample
 from tadformer.engine.evaluate import RawOutputs, detect_from_raw, forward_video
@@ -48,21 +48,19 @@ def infer_video(loaded: LoadedModel, feat_path: str | Path, *, fps: float | None
     """
     cfg = loaded.cfg
     vid = video_id or Path(feat_path).stem
-    in_dim = cfg.dataset.input_dim if isinstance(cfg.dataset.input_dim, int) else None
-    feats_tc = load_features(Path(feat_path), in_dim, vid)
-    feats32 = np.asarray(feats_tc[:: cfg.dataset.downsample_rate], dtype=np.float32)
-    if not np.isfinite(feats32).all():
-        bad = int(np.argwhere(~np.isfinite(feats32))[0][0])
-        raise ValueError(f"video {vid!r}: feature file {feat_path} has NaN/Inf values (first at step {bad})")
-    stride = int(cfg.dataset.feat_stride * cfg.dataset.downsample_rate)
+    in_dim = cfg.dataset.input_dim
+    total_dim = in_dim if isinstance(in_dim, int) else sum(in_dim)  # one file with the channels of every stream
+    feats_tc = load_features(Path(feat_path), total_dim, vid, check_finite=False)
+    feats, grid = prepare_features(feats_tc, cfg.dataset, f"video {vid!r}: feature file {feat_path}")
     fps_used = float(fps or cfg.dataset.default_fps or DEFAULT_FPS)
-    n_steps = feats32.shape[0]
-    if duration_sec is None:  # the last clip ends at frame stride*(T-1) + num_frames
-        duration_sec = (stride * (n_steps - 1) + cfg.dataset.num_frames) / fps_used
+    if duration_sec is None:  # the last clip ends at frame stride*(T-1) + num_frames of the stored features
+        stored_stride = cfg.dataset.feat_stride * cfg.dataset.downsample_rate
+        steps = feats_tc.shape[0] if cfg.dataset.force_upsampling else feats.shape[1]
+        stride = cfg.dataset.feat_stride if cfg.dataset.force_upsampling else stored_stride
+        duration_sec = (stride * (steps - 1) + cfg.dataset.num_frames) / fps_used
     sample = VideoSample(
-        video_id=vid, feats=torch.from_numpy(np.ascontiguousarray(feats32.T)),
-        segments_grid=torch.zeros(0, 2), labels=torch.zeros(0, dtype=torch.int64), fps=fps_used,
-        duration_sec=float(duration_sec), feat_stride=stride, feat_num_frames=int(cfg.dataset.num_frames),
+        video_id=vid, feats=feats, segments_grid=torch.zeros(0, 2), labels=torch.zeros(0, dtype=torch.int64),
+        fps=fps_used, duration_sec=float(duration_sec), feat_stride=grid.stride, feat_num_frames=grid.num_frames,
     )
     dev = device or next(loaded.model.parameters()).device
     precision = make_precision(amp, dev)

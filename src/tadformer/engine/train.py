@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from tadformer.config import ExperimentConfig, config_to_dict, dump_config
+from tadformer.config import ExperimentConfig, config_to_dict, dump_config, with_empty_classes
 from tadformer.data.types import Batch
 from tadformer.engine import distributed as D
 from tadformer.engine.batch_order import (
@@ -47,6 +47,7 @@ from tadformer.engine.batches import (
     Window,
     batch_keys,
     build_train_dataset,
+    empty_class_ids,
     epoch_batches,
     seed_of,
     train_loader,
@@ -124,6 +125,9 @@ class Trainer:
         if self.device.type == "cuda":
             configure_cuda(opts.tf32)
         self.ckpt_dir = run_dir / "checkpoints"
+        empty = empty_class_ids(cfg)
+        if empty and tuple(cfg.train_cfg.head_empty_cls) != empty:  # as the official train.py does
+            cfg = self.cfg = with_empty_classes(cfg, empty)
         seed_everything(cfg.init_rand_seed)
         self.dataset, self.class_names = build_train_dataset(cfg, self.world)
         # the model is built right after seeding, so its init equals the official one for this seed
@@ -414,6 +418,7 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, opts: FitOptions, env: D.DistEnv 
             trainer.log(f"--resume: no complete checkpoint in {trainer.ckpt_dir}; starting from scratch")
         if is_main:
             (run_dir / "train_log.jsonl").unlink(missing_ok=True)
+    cfg = trainer.cfg  # with the dataset's empty classes, if any
     if is_main:
         dump_config(cfg, run_dir / "config.yaml")
         atomic_write_text(run_dir / "class_names.json", json.dumps(list(trainer.class_names)))
