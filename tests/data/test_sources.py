@@ -41,6 +41,10 @@ def test_several_folders_are_concatenated_in_order(tmp_path: Path) -> None:
     np.save(tmp_path / "a" / "w.npy", _feats(5, 2, 4))
     with pytest.raises(FeatureError, match=r"'w': the feature folders .* hold \[5, 6\] steps"):
         read_features(folders, "w", None, ".npy", [2, 3])
+    # one total input_dim for several folders (official Ego4D two-feature configs): the sum is checked
+    np.testing.assert_array_equal(read_features(folders, "v", None, ".npy", expected_dims(5, 2), 5), got)
+    with pytest.raises(FeatureError, match=r"hold \[2, 3\] channels, 5 in all, but input_dim=6"):
+        read_features(folders, "v", None, ".npy", expected_dims(6, 2), 6)
 
 
 def test_hdf5_store(tmp_path: Path) -> None:

@@ -124,3 +124,44 @@ def test_identity_neck_checks() -> None:
         IdentityNeck([8, 16], 8)
     with pytest.raises(ValueError, match="expected 3 levels"):
         neck([torch.zeros(1, 8, 4)], [_mask([4], 4)])
+
+
+def test_several_input_streams_are_projected_separately() -> None:
+    """Official multi-feature embedding: stream i (its input_dim[i] channels) -> 1x1 conv -> embd_dim[i]
+    channels; the concatenation (sum of embd_dim) is embedded. Checked by hand with fixed weights."""
+    from tadformer.model.backbone import ConvTransformerBackbone
+
+    bb = ConvTransformerBackbone([2, 3], [4, 1], 1, 3, 8, arch=(1, 0, 1), mha_win_size=[-1, -1], with_ln=False)
+    assert bb.width == 5 and [k for k in bb.state_dict() if k.startswith("proj.")] == [
+        "proj.0.conv.weight", "proj.0.conv.bias", "proj.1.conv.weight", "proj.1.conv.bias"]
+    with torch.no_grad():
+        bb.proj[0].conv.weight.copy_(torch.ones(4, 2, 1))  # each output = x0 + x1
+        bb.proj[1].conv.weight.copy_(torch.full((1, 3, 1), 2.0))  # output = 2 (x2 + x3 + x4)
+    seen: dict[str, torch.Tensor] = {}
+
+    def capture(_module: torch.nn.Module, args: tuple[torch.Tensor, ...], _out: object) -> None:
+        seen["x"] = args[0].clone()
+
+    bb.embd[0].register_forward_hook(capture)
+    x = torch.arange(40, dtype=torch.float32).reshape(1, 5, 8)
+    mask = torch.ones(1, 1, 8, dtype=torch.bool)
+    mask[..., 6:] = False
+    bb(x, mask)
+    want = torch.cat([(x[:, 0] + x[:, 1]).unsqueeze(1).expand(1, 4, 8), 2 * x[:, 2:].sum(1, keepdim=True)], 1)
+    torch.testing.assert_close(seen["x"], want * mask, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["anet_tsp", "anet_i3d", "epic_slowfast_verb", "epic_slowfast_noun", "ego4d_slowfast",
+                                  "ego4d_omnivore", "ego4d_egovlp", "ego4d_slowfast_egovlp", "ego4d_omnivore_egovlp",
+                                  "ego4d_slowfast_omnivore_egovlp"])
+def test_every_shipped_config_builds_and_runs(name: str) -> None:
+    from tadformer.config import load_config, packaged_config
+    from tadformer.model import build_model
+
+    cfg = load_config(packaged_config(name))
+    model = build_model(cfg).eval()
+    dim = cfg.dataset.input_dim if isinstance(cfg.dataset.input_dim, int) else sum(cfg.dataset.input_dim)
+    t = cfg.model.max_div_factor
+    with torch.no_grad():
+        out = model(torch.randn(1, dim, t), torch.ones(1, t, dtype=torch.bool))
+    assert len(out.cls_logits) == cfg.model.num_levels and out.cls_logits[0].shape == (1, t, cfg.dataset.num_classes)

@@ -104,7 +104,8 @@ class FeatureDataset(Dataset[VideoSample]):
 
     def read_features(self, video_id: str) -> np.ndarray:
         """The stored ``[T, C]`` features of ``video_id`` (every folder, concatenated; not cast)."""
-        return read_features(self.folders, video_id, self.cfg.file_prefix, self.cfg.file_ext, self.dims)
+        total = self.cfg.input_dim if isinstance(self.cfg.input_dim, int) else None
+        return read_features(self.folders, video_id, self.cfg.file_prefix, self.cfg.file_ext, self.dims, total)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -31,17 +31,16 @@ def feat_folders(feat_folder: str | Sequence[str] | None) -> tuple[str, ...]:
     return (feat_folder,) if isinstance(feat_folder, str) else tuple(str(f) for f in feat_folder)
 
 
-def expected_dims(input_dim: int | Sequence[int], num_folders: int) -> tuple[int, ...]:
-    """Channels expected from each folder: ``input_dim`` itself (one folder) or its entries (one per folder).
+def expected_dims(input_dim: int | Sequence[int], num_folders: int) -> tuple[int | None, ...]:
+    """Channels expected from each folder: ``input_dim`` itself (one folder), its entries (a list, one per
+    folder), or None per folder when several folders share one total ``input_dim`` (as in the official
+    Ego4D SlowFast+EgoVLP config; the total is checked after concatenation, see :func:`read_features`).
 
     Raises:
         ValueError: a list ``input_dim`` whose length differs from the number of folders.
     """
     if isinstance(input_dim, int):
-        if num_folders != 1:
-            raise ValueError(f"dataset.feat_folder lists {num_folders} folders but dataset.input_dim is one number "
-                             f"({input_dim}); give input_dim as a list with one channel count per folder")
-        return (input_dim,)
+        return (input_dim,) if num_folders == 1 else (None,) * num_folders
     dims = tuple(int(d) for d in input_dim)
     if len(dims) != num_folders:
         raise ValueError(f"dataset.input_dim has {len(dims)} entries {list(dims)} but dataset.feat_folder lists "
@@ -120,7 +119,7 @@ def _checked(feats: np.ndarray, where: str, expected_dim: int | None) -> np.ndar
 
 
 def read_features(folders: Sequence[str], video_id: str, file_prefix: str | None, file_ext: str | None,
-                  dims: Sequence[int | None]) -> np.ndarray:
+                  dims: Sequence[int | None], total_dim: int | None = None) -> np.ndarray:
     """The ``[T, C]`` features of ``video_id`` (float16/32/64 as stored; several folders concatenated).
 
     Raises:
@@ -142,4 +141,9 @@ def read_features(folders: Sequence[str], video_id: str, file_prefix: str | None
     if len(set(lengths)) != 1:
         raise FeatureError(f"video {video_id!r}: the feature folders {list(folders)} hold {lengths} steps; they "
                            "must have the same length to be concatenated")
-    return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=1)  # [T, sum C_j]
+    feats = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=1)  # [T, sum C_j]
+    if total_dim is not None and feats.shape[1] != total_dim:
+        raise FeatureError(f"video {video_id!r}: the feature folders {list(folders)} hold "
+                           f"{[p.shape[1] for p in parts]} channels, {feats.shape[1]} in all, "
+                           f"but input_dim={total_dim}")
+    return feats

@@ -86,7 +86,7 @@ def build_model(cfg: Any) -> ActionFormer:
         raise ValueError(
             f"model.backbone_type: expected 'convTransformer' or 'conv', got {m.backbone_type!r}")
 
-    in_channels = [int(m.embd_dim)] * (arch[2] + 1)
+    in_channels = [backbone.width] * (arch[2] + 1)  # sum of embd_dim for several input streams
     neck: IdentityNeck | FPN1d
     if m.fpn_type == "identity":
         neck = IdentityNeck(in_channels, int(m.fpn_dim), int(m.fpn_start_level), m.fpn_with_ln)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -98,12 +99,28 @@ def _zero_linear_biases(module: nn.Module) -> None:
 
 
 class _Embedding(nn.Module):
-    """``embd`` / ``embd_norm``: ``n`` rounds of masked conv -> LayerNorm (or identity) -> ReLU."""
+    """``embd`` / ``embd_norm``: ``n`` rounds of masked conv -> LayerNorm (or identity) -> ReLU.
 
-    def __init__(self, n_in: int, n_embd: int, n_embd_ks: int, n_layers: int, with_ln: bool) -> None:
+    With several input streams (``n_in`` and ``n_embd`` lists, e.g. Ego4D SlowFast + Omnivore + EgoVLP),
+    each stream's channels first go through their own 1x1 masked conv (``proj``) to ``n_embd[i]``
+    channels, and the concatenation (``sum(n_embd)`` channels, :attr:`width`) is embedded.
+    """
+
+    def __init__(self, n_in: int | Sequence[int], n_embd: int | Sequence[int], n_embd_ks: int, n_layers: int,
+                 with_ln: bool) -> None:
         super().__init__()
-        if not isinstance(n_in, int) or not isinstance(n_embd, int):
-            raise NotImplementedError("backbone: list-valued input_dim / embd_dim is not supported")
+        self.split: list[int] | None = None
+        self.proj: nn.ModuleList | None = None
+        if not isinstance(n_in, int):
+            if isinstance(n_embd, int) or len(n_in) != len(n_embd):
+                raise ValueError(f"backbone: a list input_dim {list(n_in)} needs a list embd_dim with one entry per "
+                                 f"stream, got {n_embd!r}")
+            self.split = [int(c) for c in n_in]
+            self.proj = nn.ModuleList(MaskedConv1d(c0, c1, 1) for c0, c1 in zip(self.split, n_embd))
+            n_in = n_embd = sum(int(c) for c in n_embd)
+        elif not isinstance(n_embd, int):
+            raise ValueError(f"backbone: a list embd_dim {list(n_embd)} needs a list input_dim, got {n_in}")
+        self.width: int = n_embd
         self.embd = nn.ModuleList()
         self.embd_norm = nn.ModuleList()
         for idx in range(n_layers):
@@ -111,6 +128,8 @@ class _Embedding(nn.Module):
             self.embd_norm.append(ChannelLayerNorm(n_embd) if with_ln else nn.Identity())
 
     def _embed(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        if self.proj is not None and self.split is not None:  # [B, sum C_i, T] -> [B, sum D_i, T]
+            x = torch.cat([proj(part, mask)[0] for proj, part in zip(self.proj, x.split(self.split, dim=1))], dim=1)
         for conv, norm in zip(self.embd, self.embd_norm):
             x, mask = conv(x, mask)
             x = F.relu(norm(x))
@@ -139,12 +158,13 @@ class ConvTransformerBackbone(_Embedding):
         >>> feats, masks = bb(torch.randn(1, 32, 576), torch.ones(1, 1, 576, dtype=torch.bool))
     """
 
-    def __init__(self, n_in: int, n_embd: int, n_head: int, n_embd_ks: int, max_len: int,
-                 arch: Sequence[int] = (2, 2, 5), mha_win_size: Sequence[int] = (-1,) * 6,
+    def __init__(self, n_in: int | Sequence[int], n_embd: int | Sequence[int], n_head: int, n_embd_ks: int,
+                 max_len: int, arch: Sequence[int] = (2, 2, 5), mha_win_size: Sequence[int] = (-1,) * 6,
                  scale_factor: int = 2, with_ln: bool = False, attn_pdrop: float = 0.0,
                  proj_pdrop: float = 0.0, path_pdrop: float = 0.0, use_abs_pe: bool = False,
                  use_rel_pe: bool = False) -> None:
         super().__init__(n_in, n_embd, n_embd_ks, arch[0], with_ln)
+        n_embd = self.width
         if len(arch) != 3 or len(mha_win_size) != 1 + arch[2]:
             raise ValueError(f"ConvTransformerBackbone: arch must have 3 entries and mha_win_size "
                              f"1 + arch[2] entries, got arch={list(arch)}, mha_win_size={list(mha_win_size)}")
@@ -206,9 +226,10 @@ class ConvBlock(nn.Module):
 class ConvBackbone(_Embedding):
     """Conv embedding + conv stem + strided conv branch (official ``conv`` backbone)."""
 
-    def __init__(self, n_in: int, n_embd: int, n_embd_ks: int, arch: Sequence[int] = (2, 2, 5),
-                 scale_factor: int = 2, with_ln: bool = False) -> None:
+    def __init__(self, n_in: int | Sequence[int], n_embd: int | Sequence[int], n_embd_ks: int,
+                 arch: Sequence[int] = (2, 2, 5), scale_factor: int = 2, with_ln: bool = False) -> None:
         super().__init__(n_in, n_embd, n_embd_ks, arch[0], with_ln)
+        n_embd = self.width
         self.stem = nn.ModuleList(ConvBlock(n_embd, 3, 1) for _ in range(arch[1]))
         self.branch = nn.ModuleList(ConvBlock(n_embd, 3, scale_factor) for _ in range(arch[2]))
         self.apply(_zero_linear_biases)

@@ -248,27 +248,49 @@ def _map_sections(run: RunFiles, out: Path) -> list[Section]:
     thr = np.asarray(m["tiou_thresholds"], dtype=float)
     ap = np.asarray([m["ap_per_class"][n] for n in names], dtype=float).reshape(len(names), len(thr))
     t05 = int(np.argmin(np.abs(thr - 0.5)))
+    shown = best_and_worst(ap.mean(axis=1), names)
+    what = (f"all {len(names)} classes" if len(shown) == len(names) else
+            f"the {PER_CLASS_SHOWN} best and {PER_CLASS_SHOWN} worst of {len(names)} classes")
     per_class = Section("Per-class AP", [Image(figures.plot_per_class_ap(
-        out / "per_class_ap.png", names, ap[:, t05].tolist(), ap.mean(axis=1).tolist()),
-        f"AP per class (EMA weights) at tIoU {thr[t05]:.2f} and averaged over the thresholds")])
+        out / "per_class_ap.png", [names[i] for i in shown], ap[shown, t05].tolist(), ap[shown].mean(axis=1).tolist(),
+        avg_label=f"avg tIoU {thr.min():.2f}-{thr.max():.2f}"),
+        f"AP per class (EMA weights) at tIoU {thr[t05]:.2f} and averaged over the thresholds: {what}")])
     per_class.blocks.append(Table(["class", f"AP@{thr[t05]:.2f} (%)", "avg AP (%)"],
-                                  [[n, f"{100 * ap[i, t05]:.2f}", f"{100 * ap[i].mean():.2f}"]
-                                   for i, n in enumerate(names)]))
+                                  [[names[i], f"{100 * ap[i, t05]:.2f}", f"{100 * ap[i].mean():.2f}"]
+                                   for i in shown]))
     return [table, curve, per_class]
+
+
+PER_CLASS_SHOWN = 15  # with more than twice this many classes, the report shows the best and worst ones
+
+
+def best_and_worst(values: np.ndarray, names: list[str], k: int = PER_CLASS_SHOWN) -> list[int]:
+    """Indices by descending value (ties by name): all of them, or the ``k`` best then the ``k`` worst."""
+    order = sorted(range(len(names)), key=lambda i: (-float(values[i]), names[i]))
+    return order if len(order) <= 2 * k else order[:k] + order[-k:]
 
 
 def _pr_section(run: RunFiles, matching: Matching, names: Mapping[int, str], out: Path) -> Section:
     sec = Section("Precision-recall curves")
     curves = {names.get(c, f"class {c}"): class_pr_curve(matching, c, 0.5) for c in matching.class_ids.tolist()}
     ap = {n: interpolated_ap(*pr) for n, pr in curves.items()}
+    if len(curves) > 2 * PER_CLASS_SHOWN:  # many classes: panels of the best and the worst ones
+        keys = list(curves)
+        keep = [keys[i] for i in best_and_worst(np.asarray([ap[k] for k in keys]), keys)]
+        sec.blocks.append(f"{len(keys)} classes: panels of the {PER_CLASS_SHOWN} best and {PER_CLASS_SHOWN} worst "
+                          "by AP at tIoU 0.5; the dashed mean is over every class.")
+        mean = mean_pr_curve(list(curves.values()))
+        curves = {k: curves[k] for k in keep}
+    else:
+        mean = mean_pr_curve(list(curves.values()))
     reported = run.evals[0].metrics["ap_per_class"]
     t05 = int(np.argmin(np.abs(np.asarray(run.evals[0].metrics["tiou_thresholds"]) - 0.5)))
     off = [n for n in ap if n in reported and abs(ap[n] - float(reported[n][t05])) > 1e-6]
     if off:
         sec.blocks.append(f"WARNING: AP recomputed from predictions.json differs from metrics.json for {off[:5]}; "
                           "the two files may come from different evaluations.")
-    sec.blocks.append(Image(figures.plot_pr_curves(out / "pr_curves.png", curves, mean_pr_curve(list(curves.values())),
-                                                   ap), "precision-recall at tIoU 0.5 per class (EMA weights)"))
+    sec.blocks.append(Image(figures.plot_pr_curves(out / "pr_curves.png", curves, mean, ap),
+                            "precision-recall at tIoU 0.5 per class (EMA weights)"))
     return sec
 
 

@@ -170,7 +170,7 @@ def plot_map_vs_tiou(path: str | os.PathLike[str],
 
 
 def plot_per_class_ap(path: str | os.PathLike[str], class_names: Sequence[str],
-                      ap_at_05: Sequence[float], ap_avg: Sequence[float]) -> Path:
+                      ap_at_05: Sequence[float], ap_avg: Sequence[float], avg_label: str = "avg tIoU 0.3-0.7") -> Path:
     """Horizontal bars of per-class AP (%) at tIoU 0.5 and averaged over the thresholds, best first."""
     if not (len(class_names) == len(ap_at_05) == len(ap_avg)):
         raise ValueError("plot_per_class_ap: class_names, ap_at_05 and ap_avg must have the same length")
@@ -178,7 +178,7 @@ def plot_per_class_ap(path: str | os.PathLike[str], class_names: Sequence[str],
     y = np.arange(len(order), dtype=float)
     fig = _figure(8, 1.2 + 0.32 * max(len(order), 1))
     ax = fig.subplots()
-    ax.barh(y - 0.2, [100 * ap_avg[i] for i in order], height=0.4, color="tab:blue", label="avg tIoU 0.3-0.7")
+    ax.barh(y - 0.2, [100 * ap_avg[i] for i in order], height=0.4, color="tab:blue", label=avg_label)
     ax.barh(y + 0.2, [100 * ap_at_05[i] for i in order], height=0.4, color="tab:orange", label="tIoU 0.5")
     ax.set_yticks(y, [class_names[i] for i in order], fontsize=8)
     ax.invert_yaxis()
