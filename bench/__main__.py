@@ -48,6 +48,9 @@ def _plan(what: str, rounds: int, long_rounds: int, repeats: int) -> Plan:
         plan.append(("decode + soft-NMS per video", "nms", {"videos": 6, "repeats": 3}, rounds, {}))
     if what in ("all", "eval"):
         plan.append(("evaluation 213 x 200", "eval", {"repeats": 1}, long_rounds, {}))
+    if what in ("all", "eval", "eval-anet"):
+        plan.append(("evaluation ActivityNet-sized 4926 x 100, 10 tIoU", "eval", {"repeats": 1, "size": "anet"},
+                     long_rounds, {}))
     return plan
 
 
@@ -88,8 +91,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["setup-official", "all", "train", "infer", "nms", "eval", "flops", "parity",
-                                                "crops"])
+    parser.add_argument("what", choices=["setup-official", "all", "train", "infer", "nms", "eval", "eval-anet", "flops",
+                                                "parity", "crops"])
     parser.add_argument("--rounds", type=int, default=2, help="alternating subprocess rounds per side")
     parser.add_argument("--long-rounds", type=int, default=1,
                         help="rounds for the long measurements (train step, T >= 4608, evaluation)")

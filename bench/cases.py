@@ -110,7 +110,39 @@ def eval_case(seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
     return {"database": database}, {"version": "VERSION 1.3", "results": results, "external_data": {}}
 
 
-def flat_predictions(results: dict[str, Any]) -> dict[str, np.ndarray]:
+ANET_VIDEOS, ANET_CLASSES, ANET_PREDS_PER_VIDEO = 4926, 200, 100
+ANET_TIOU = np.linspace(0.5, 0.95, 10)
+
+
+def anet_eval_case(seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """ActivityNet-sized evaluation: 4,926 validation videos, 200 classes, ~1.5 long GT per video, 100
+    predictions per video laid out like fused output (50 segments, each under the video's top-2 classes)."""
+    rng = np.random.default_rng(seed)
+    database, results = {}, {}
+    for v in range(ANET_VIDEOS):
+        vid = f"anet_{v:05d}"
+        duration = float(rng.uniform(60, 240))
+        n = int(rng.choice([1, 1, 2, 2, 3]))
+        cls = int(rng.integers(ANET_CLASSES))
+        lens = rng.uniform(0.1, 0.6, n) * duration / n
+        starts = rng.uniform(0, duration - lens)
+        database[vid] = {"subset": "validation", "duration": duration, "fps": 30.0,
+                         "annotations": [{"label": f"class_{cls}", "label_id": cls, "segment": [float(s), float(s + d)]}
+                                         for s, d in zip(starts, lens)]}
+        k = ANET_PREDS_PER_VIDEO // 2
+        src = rng.integers(0, n, k)
+        seg = np.stack([starts[src], starts[src] + lens[src]], 1) + rng.normal(0, 0.15, (k, 2)) * lens[src, None]
+        seg = np.sort(seg.clip(0, duration), axis=1)
+        score = np.sort(rng.uniform(0, 1, k))[::-1]
+        other = int((cls + 1 + rng.integers(ANET_CLASSES - 1)) % ANET_CLASSES)
+        top = [cls, other] if rng.random() < 0.8 else [other, cls]
+        ext = np.sort(rng.uniform(0.05, 1, 2))[::-1]
+        results[vid] = [{"label": f"class_{c}", "label_id": c, "score": float(np.sqrt(e * sc)),
+                         "segment": [float(a), float(b)]} for c, e in zip(top, ext) for (a, b), sc in zip(seg, score)]
+    return {"database": database}, {"version": "VERSION 1.3", "results": results, "external_data": {}}
+
+
+def flat_predictions(results: dict[str, Any], float64: bool = False) -> dict[str, np.ndarray]:
     """ActivityNet results -> the official flat dict (``video-id``, ``t-start``, ``t-end``, ``label``, ``score``)."""
     vids, starts, ends, labels, scores = [], [], [], [], []
     for vid, dets in results["results"].items():
@@ -120,6 +152,7 @@ def flat_predictions(results: dict[str, Any]) -> dict[str, np.ndarray]:
             ends.append(d["segment"][1])
             labels.append(d["label_id"])
             scores.append(d["score"])
-    return {"video-id": np.asarray(vids), "t-start": np.asarray(starts, dtype=np.float32),
-            "t-end": np.asarray(ends, dtype=np.float32), "label": np.asarray(labels, dtype=np.int64),
-            "score": np.asarray(scores, dtype=np.float32)}
+    real = np.float64 if float64 else np.float32  # fused ActivityNet results are float64
+    return {"video-id": np.asarray(vids), "t-start": np.asarray(starts, dtype=real),
+            "t-end": np.asarray(ends, dtype=real), "label": np.asarray(labels, dtype=np.int64),
+            "score": np.asarray(scores, dtype=real)}

@@ -128,19 +128,22 @@ def task_nms(videos: int, repeats: int) -> dict[str, Any]:
     return {"times": times, "candidates": num_candidates}
 
 
-def task_eval(repeats: int) -> dict[str, Any]:
-    """``ANETdetection`` (reads the ground-truth json, pandas + joblib) on 213 videos x 200 predictions."""
+def task_eval(repeats: int, size: str = "thumos") -> dict[str, Any]:
+    """``ANETdetection`` (reads the ground-truth json, pandas + joblib) on 213 videos x 200 predictions, or
+    ActivityNet-sized (``size="anet"``)."""
     import actionformer
 
-    gt, results = cases.eval_case()
-    preds = cases.flat_predictions(results)
+    anet = size == "anet"
+    gt, results = cases.anet_eval_case() if anet else cases.eval_case()
+    preds = cases.flat_predictions(results, float64=anet)
+    split, thr = ("validation", cases.ANET_TIOU) if anet else ("test", np.linspace(0.3, 0.7, 5))
     times, avg_map = [], 0.0
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "gt.json")
         Path(path).write_text(json.dumps(gt))
         for _ in range(repeats):
             start = time.perf_counter()
-            evaluator = actionformer.ANETdetection(path, "test", tiou_thresholds=np.linspace(0.3, 0.7, 5))
+            evaluator = actionformer.ANETdetection(path, split, tiou_thresholds=thr)
             with contextlib.redirect_stdout(io.StringIO()):
                 _, avg_map, _ = evaluator.evaluate(preds, verbose=False)
             times.append(time.perf_counter() - start)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench import cases
@@ -116,14 +117,17 @@ def task_nms(videos: int, repeats: int) -> dict[str, Any]:
     return {"times": times}
 
 
-def task_eval(repeats: int) -> dict[str, Any]:
-    """``evaluate_detections`` on 213 videos x 200 predictions (ground truth from the parsed json)."""
-    gt, results = cases.eval_case()
-    preds = cases.flat_predictions(results)
+def task_eval(repeats: int, size: str = "thumos") -> dict[str, Any]:
+    """``evaluate_detections`` on 213 videos x 200 predictions, or ActivityNet-sized (``size="anet"``: 4,926
+    videos x 100 float64 predictions, 10 thresholds); ground truth from the parsed json."""
+    anet = size == "anet"
+    gt, results = cases.anet_eval_case() if anet else cases.eval_case()
+    preds = cases.flat_predictions(results, float64=anet)
+    split, thr = ("validation", cases.ANET_TIOU) if anet else ("test", np.linspace(0.3, 0.7, 5))
     times, avg_map = [], 0.0
     for _ in range(repeats):
         start = time.perf_counter()
-        avg_map = evaluate_detections(gt, preds, split="test").average_mAP
+        avg_map = evaluate_detections(gt, preds, split=split, tiou_thresholds=thr).average_mAP
         times.append(time.perf_counter() - start)
     return {"times": times, "average_mAP": float(avg_map)}
 
