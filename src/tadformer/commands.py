@@ -78,30 +78,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raw.save(out / "raw_outputs.pt")
     if args.topk is not None and args.topk > 0:
         cfg = replace(cfg, test_cfg=replace(cfg.test_cfg, max_seg_num=args.topk))
-    detections = ev.detect_from_raw(raw, cfg.test_cfg)
-    ext_file = args.ext_scores or cfg.test_cfg.ext_score_file
-    if ext_file:
-        detections = _fused(detections, ext_file, annotations_path(args, cfg), cfg)
-    if tiou is None:  # the dataset's official thresholds (THUMOS 0.3:0.1:0.7, ActivityNet 0.5:0.05:0.95, ...)
-        from tadformer.data.rules import rules_for
-
-        tiou = list(rules_for(cfg.dataset_name).tiou_thresholds)
     split = args.split or (cfg.val_split[0] if cfg.val_split else "test")
-    result = ev.score_detections(detections, annotations_path(args, cfg), split, tiou)
-    ev.write_eval_outputs(out, result, detections, raw.class_names, split=split,
+    # fusion with external class scores when given; thresholds default to the dataset's official ones
+    result, detections, names = ev.score_raw(raw, cfg, annotations_path(args, cfg), split, tiou, args.ext_scores)
+    ev.write_eval_outputs(out, result, detections, names, split=split,
                           annotation_json=annotations_path(args, cfg))
     print(format_map_table(result))
     print(f"wrote {out / 'metrics.json'}, {out / 'predictions.json'}")
     return 0
-
-
-def _fused(detections: list, ext_file: str, annotation_json: str, cfg: ExperimentConfig) -> list:
-    """Score fusion with the annotation file's label map (names -> label_id)."""
-    from tadformer.data.annotations import read_annotations
-    from tadformer.engine.evaluate import fuse_detections
-
-    label_dict = read_annotations(annotation_json).label_dict
-    return fuse_detections(detections, ext_file, label_dict, cfg.dataset.num_classes)
 
 
 def annotations_path(args: argparse.Namespace, cfg: ExperimentConfig) -> str:
@@ -160,8 +144,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
         if not args.annotations:
             raise ValueError("--ext-scores needs --annotations GT.json (its class names give the label ids)")
         from tadformer.data.annotations import read_annotations
+        from tadformer.engine.evaluate import fuse_for_annotations
 
-        fused = _fused([det], ext_file, args.annotations, loaded.cfg)
+        fused = fuse_for_annotations([det], ext_file, args.annotations, loaded.cfg.dataset.num_classes)
         det = fused[0] if fused else det
         class_names = read_annotations(args.annotations).class_names  # fused labels are the file's label ids
     best = top_k(det, args.top_k, args.min_score)
@@ -184,11 +169,21 @@ def cmd_infer(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     """``tadformer synth --out DIR``."""
     from tadformer.data.synthetic import generate_dataset
+    from tadformer.data.synthetic_like import generate_like
 
-    paths = generate_dataset(args.out, train_videos=args.train_videos, test_videos=args.test_videos,
-                             input_dim=args.input_dim, seed=args.seed, difficulty=args.difficulty,
-                             duration_scale=args.duration_scale, progress=True)
-    print(f"annotations: {paths.json_file}\nfeatures: {paths.feat_folder}\nconfig: {paths.config_file}")
+    dims = args.input_dim
+    if args.like == "thumos":
+        paths = generate_dataset(args.out, train_videos=args.train_videos or 200, test_videos=args.test_videos or 212,
+                                 input_dim=dims[0] if dims else 2048, seed=args.seed, difficulty=args.difficulty,
+                                 duration_scale=args.duration_scale or 1.0, progress=True)
+        print(f"annotations: {paths.json_file}\nfeatures: {paths.feat_folder}\nconfig: {paths.config_file}")
+        return 0
+    like = generate_like(args.like, args.out, train_videos=args.train_videos, test_videos=args.test_videos,
+                         input_dim=(dims[0] if len(dims) == 1 else tuple(dims)) if dims else None, seed=args.seed,
+                         progress=True, duration_scale=args.duration_scale, vocabulary=args.vocabulary)
+    folders = ", ".join(map(str, like.feat_folders or [like.feat_folder]))
+    ext = f"\nexternal scores: {like.ext_score_file}" if like.ext_score_file else ""
+    print(f"annotations: {like.json_file}\nfeatures: {folders}\nconfig: {like.config_file}{ext}")
     return 0
 
 
@@ -196,7 +191,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """``tadformer demo``."""
     from tadformer.demo import run_demo
 
-    run_demo(Path(args.out), quick=args.quick, seed=args.seed, device=args.device, progress=not args.no_progress)
+    run_demo(Path(args.out), quick=args.quick, seed=args.seed, device=args.device, progress=not args.no_progress,
+             like=args.like)
     return 0
 
 

@@ -63,7 +63,10 @@ class EvalResult:
         """JSON-ready dict for ``metrics.json``; per-class AP keyed by class name when given."""
 
         def name(cid: int) -> str:
-            return str(class_names[cid]) if class_names is not None else str(cid)
+            try:
+                return str(class_names[cid]) if class_names is not None else str(cid)
+            except (IndexError, KeyError):  # e.g. a class-agnostic model scored against the GT classes
+                return str(cid)
 
         return {
             "tiou_thresholds": [float(t) for t in self.tiou_thresholds],

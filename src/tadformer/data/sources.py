@@ -118,6 +118,14 @@ def _checked(feats: np.ndarray, where: str, expected_dim: int | None) -> np.ndar
     return feats
 
 
+def read_feature_file(path: str | Path, expected_dim: int | None, video_id: str) -> np.ndarray:
+    """One video's ``[T, C]`` features from a ``.npy`` file or a ``.npz`` archive (array ``feats``)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        return _load_npz(path, video_id, expected_dim)
+    return load_features(path, expected_dim, video_id, check_finite=False)
+
+
 def read_features(folders: Sequence[str], video_id: str, file_prefix: str | None, file_ext: str | None,
                   dims: Sequence[int | None], total_dim: int | None = None) -> np.ndarray:
     """The ``[T, C]`` features of ``video_id`` (float16/32/64 as stored; several folders concatenated).

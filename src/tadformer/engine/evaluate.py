@@ -202,6 +202,33 @@ def fuse_detections(detections: Sequence[Detections], ext_score_file: str | Path
     return out
 
 
+def fuse_for_annotations(detections: Sequence[Detections], ext_score_file: str | Path, annotation_json: str | Path,
+                         num_classes: int | None = None) -> list[Detections]:
+    """:func:`fuse_detections` with the label map (names -> label_id) of ``annotation_json``."""
+    label_dict = read_annotations(annotation_json).label_dict
+    return fuse_detections(detections, ext_score_file, label_dict, num_classes)
+
+
+def score_raw(raw: RawOutputs, cfg: ExperimentConfig, annotation_json: str | Path, split: str,
+              tiou_thresholds: Sequence[float] | None = None,
+              ext_score_file: str | Path | None = None) -> tuple[EvalResult, list[Detections], tuple[str, ...]]:
+    """Raw outputs -> detections (``cfg.test_cfg``) -> score fusion (``ext_score_file``, default the
+    config's) -> mAP at ``tiou_thresholds`` (default: the dataset's official thresholds).
+
+    Returns:
+        The result, the (fused) detections and the class names their labels index (the annotation
+        file's after fusion, else the model's).
+    """
+    detections = detect_from_raw(raw, cfg.test_cfg)
+    names = raw.class_names
+    ext = ext_score_file or cfg.test_cfg.ext_score_file
+    if ext:
+        detections = fuse_for_annotations(detections, ext, annotation_json, cfg.dataset.num_classes)
+        names = read_annotations(annotation_json).class_names
+    thresholds = tiou_thresholds if tiou_thresholds is not None else rules_for(cfg.dataset_name).tiou_thresholds
+    return score_detections(detections, annotation_json, split, thresholds), detections, names
+
+
 def read_ground_truth(annotation_json: str | Path, split: str) -> dict[str, Any]:
     """The parsed ground-truth json, after checking it has a ``database`` with videos of ``split``.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from tadformer.data.dataset import prepare_features
-from tadformer.data.features import load_features
+from tadformer.data.sources import read_feature_file
 from tadformer.data.types import VideoSample
 from tadformer.engine.evaluate import RawOutputs, detect_from_raw, forward_video
 from tadformer.engine.loading import LoadedModel
@@ -50,7 +50,7 @@ def infer_video(loaded: LoadedModel, feat_path: str | Path, *, fps: float | None
     vid = video_id or Path(feat_path).stem
     in_dim = cfg.dataset.input_dim
     total_dim = in_dim if isinstance(in_dim, int) else sum(in_dim)  # one file with the channels of every stream
-    feats_tc = load_features(Path(feat_path), total_dim, vid, check_finite=False)
+    feats_tc = read_feature_file(feat_path, total_dim, vid)
     feats, grid = prepare_features(feats_tc, cfg.dataset, f"video {vid!r}: feature file {feat_path}")
     fps_used = float(fps or cfg.dataset.default_fps or DEFAULT_FPS)
     if duration_sec is None:  # the last clip ends at frame stride*(T-1) + num_frames of the stored features
