@@ -122,15 +122,24 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd("infer"))
 
 
+LIKE_CHOICES = ("thumos", "activitynet", "epic", "ego4d")
+
+
 def _add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="write a synthetic THUMOS-shaped dataset (json + .npy + config)")
+    p = sub.add_parser("synth", help="write a synthetic dataset shaped like THUMOS14 (default), ActivityNet, "
+                                     "EPIC-Kitchens or Ego4D (json + features + config)")
     p.add_argument("--out", required=True)
-    p.add_argument("--train-videos", type=int, default=200)
-    p.add_argument("--test-videos", type=int, default=212)
-    p.add_argument("--input-dim", type=int, default=2048)
+    p.add_argument("--like", choices=LIKE_CHOICES, default="thumos",
+                   help="the dataset to imitate (layout, statistics, classes); activitynet also writes an external "
+                        "class-score file")
+    p.add_argument("--train-videos", type=int, default=None, help="default: 200 (thumos), 160 (activitynet), 24")
+    p.add_argument("--test-videos", type=int, default=None, help="default: 212 (thumos), 60 (activitynet), 8")
+    p.add_argument("--input-dim", type=int, nargs="+", default=None,
+                   help="feature channels (default 2048 for thumos, 128 otherwise; ego4d: two values)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--difficulty", choices=["easy", "thumos", "hard"], default="thumos")
-    p.add_argument("--duration-scale", type=float, default=1.0, help="shorten videos (e.g. 0.25)")
+    p.add_argument("--difficulty", choices=["easy", "thumos", "hard"], default="thumos", help="thumos only")
+    p.add_argument("--duration-scale", type=float, default=None, help="shorten videos (e.g. 0.25)")
+    p.add_argument("--vocabulary", choices=["verb", "noun"], default="verb", help="epic only: 97 verbs or 300 nouns")
     p.set_defaults(func=_cmd("synth"))
 
 
@@ -138,6 +147,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="synthetic data -> train -> eval (regular + EMA) -> infer -> report")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--quick", action="store_true", help="a ~1 minute version (used by the tests)")
+    p.add_argument("--like", choices=LIKE_CHOICES, default="thumos",
+                   help="synthetic data shaped like this dataset, trained with its config (activitynet includes "
+                        "the external score fusion)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--device", default="auto")

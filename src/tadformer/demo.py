@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from tadformer.config import ExperimentConfig, load_config
+from tadformer.data.annotations import read_annotations
 from tadformer.metrics import EvalResult
 
 
@@ -35,6 +36,22 @@ class DemoSize:
 FULL = DemoSize(train_videos=80, test_videos=40, input_dim=256, duration_scale=0.3, epochs=12, warmup_epochs=2)
 QUICK = DemoSize(train_videos=16, test_videos=8, input_dim=64, duration_scale=0.2, epochs=8, warmup_epochs=1)
 
+# Other datasets (``--like``): sizes and recipe changes on top of the generated config (the shipped one).
+LIKE_SIZES: dict[str, tuple[DemoSize, DemoSize]] = {
+    "activitynet": (DemoSize(160, 60, 128, 1.0, 12, 2), DemoSize(48, 16, 64, 1.0, 4, 1)),
+    "epic": (DemoSize(24, 8, 128, 0.5, 16, 2), DemoSize(8, 4, 64, 0.3, 4, 1)),
+    "ego4d": (DemoSize(24, 8, 96, 0.5, 14, 2), DemoSize(8, 4, 48, 0.3, 4, 1)),
+}
+LIKE_RECIPES: dict[str, tuple[str, ...]] = {
+    "activitynet": ("model.embd_dim=128", "model.fpn_dim=128", "model.head_dim=128", "opt.ema_decay=0.99",
+                    "loader.num_workers=0"),
+    # training crops of 768 steps instead of 2304 (window 9 -> multiples of 256), for the demo's speed
+    "epic": ("model.embd_dim=128", "model.fpn_dim=128", "model.head_dim=128", "dataset.max_seq_len=768",
+             "opt.learning_rate=0.001", "opt.ema_decay=0.99", "loader.num_workers=0"),
+    "ego4d": ("model.embd_dim=128", "model.fpn_dim=128", "model.head_dim=128", "model.n_head=4",
+              "opt.learning_rate=0.001", "opt.ema_decay=0.99", "loader.num_workers=0"),
+}
+
 # Config overrides on top of the THUMOS14 config the generator writes (official key names).
 DEMO_RECIPE: tuple[str, ...] = (
     "model.embd_dim=128", "model.fpn_dim=128", "model.head_dim=128",
@@ -47,9 +64,11 @@ DEMO_RECIPE: tuple[str, ...] = (
 )
 
 
-def demo_config(config_file: Path, size: DemoSize, seed: int) -> ExperimentConfig:
-    """The demo recipe: the generated THUMOS config plus :data:`DEMO_RECIPE` and the size's epochs."""
-    overrides = [*DEMO_RECIPE, f"opt.epochs={size.epochs}", f"opt.warmup_epochs={size.warmup_epochs}",
+def demo_config(config_file: Path, size: DemoSize, seed: int, like: str = "thumos") -> ExperimentConfig:
+    """The demo recipe: the generated config plus :data:`DEMO_RECIPE` (THUMOS) or :data:`LIKE_RECIPES`,
+    and the size's epochs."""
+    recipe = DEMO_RECIPE if like == "thumos" else LIKE_RECIPES[like]
+    overrides = [*recipe, f"opt.epochs={size.epochs}", f"opt.warmup_epochs={size.warmup_epochs}",
                  f"init_rand_seed={seed}"]
     return load_config(config_file, overrides)
 
@@ -63,44 +82,54 @@ def _evaluate(run_dir: Path, ckpt: Path, use_ema: bool, device: torch.device, pr
     raw = ev.predict_raw(loaded.model, dataset, loaded.cfg, device, loaded.class_names, progress=progress)
     out = run_dir / ("eval" if use_ema else "eval_regular")
     raw.save(out / "raw_outputs.pt")
-    detections = ev.detect_from_raw(raw, loaded.cfg.test_cfg)
     split = loaded.cfg.val_split[0]
-    result = ev.score_detections(detections, str(loaded.cfg.dataset.json_file), split)
-    ev.write_eval_outputs(out, result, detections, loaded.class_names, extra={"weights": loaded.weights_description},
-                          split=split, annotation_json=str(loaded.cfg.dataset.json_file))
+    ann = str(loaded.cfg.dataset.json_file)
+    # the dataset's official thresholds; ActivityNet fuses the external class scores of its config
+    result, detections, names = ev.score_raw(raw, loaded.cfg, ann, split)
+    ev.write_eval_outputs(out, result, detections, names, extra={"weights": loaded.weights_description},
+                          split=split, annotation_json=ann)
     return result
 
 
-def _busiest_test_video(json_file: Path) -> str:
+def _busiest_test_video(json_file: Path, split: str = "test") -> str:
     db = json.loads(json_file.read_text(encoding="utf-8"))["database"]
-    tests = {k: v for k, v in db.items() if v["subset"].lower() == "test"}
-    return max(tests, key=lambda k: len(tests[k]["annotations"]))
+    tests = {k: v for k, v in db.items() if v["subset"].lower() == split.lower()}
+    return max(tests, key=lambda k: len(tests[k].get("annotations", [])))
 
 
-def _infer_one(run_dir: Path, ckpt: Path, cfg: ExperimentConfig, device: torch.device) -> Path:
+def _infer_one(run_dir: Path, ckpt: Path, cfg: ExperimentConfig, device: torch.device) -> Path | None:
+    from tadformer.data.features import feature_path
+    from tadformer.engine.evaluate import fuse_for_annotations
     from tadformer.engine.infer import format_table, infer_video, top_k
     from tadformer.engine.loading import load_for_inference
     from tadformer.report.figures import save_timeline_figure
     from tadformer.results_io import write_results_json
 
+    if not isinstance(cfg.dataset.feat_folder, str):  # several feature folders: one file per folder
+        print("\nSingle-video inference skipped: this dataset's features live in several folders")
+        return None
     json_file = Path(str(cfg.dataset.json_file))
-    vid = _busiest_test_video(json_file)
+    vid = _busiest_test_video(json_file, cfg.val_split[0])
     entry = json.loads(json_file.read_text(encoding="utf-8"))["database"][vid]
     loaded = load_for_inference(ckpt, None, device=device)
-    feat = Path(str(cfg.dataset.feat_folder)) / f"{vid}{cfg.dataset.file_ext}"
-    det = infer_video(loaded, feat, fps=entry["fps"], duration_sec=entry["duration"], video_id=vid, device=device)
+    feat = feature_path(cfg.dataset.feat_folder, vid, cfg.dataset.file_prefix, str(cfg.dataset.file_ext))
+    fps = cfg.dataset.default_fps or entry["fps"]
+    det = infer_video(loaded, feat, fps=fps, duration_sec=entry["duration"], video_id=vid, device=device)
+    names = loaded.class_names
+    if cfg.test_cfg.ext_score_file:  # ActivityNet: the classes come from the external scores
+        det = fuse_for_annotations([det], cfg.test_cfg.ext_score_file, json_file, cfg.dataset.num_classes)[0]
+        names = read_annotations(json_file).class_names
     best = top_k(det, 10)
-    print(f"\nSingle-video inference on {vid} (top 10):\n{format_table(best, loaded.class_names)}")
+    print(f"\nSingle-video inference on {vid} (top 10):\n{format_table(best, names)}")
     out = run_dir / "infer"
-    write_results_json(out / "detections.json", [best], loaded.class_names)
-    fig = save_timeline_figure(out / "timeline.png", det, loaded.class_names, annotation_json=json_file,
-                               video_id=vid)
+    write_results_json(out / "detections.json", [best], names)
+    fig = save_timeline_figure(out / "timeline.png", det, names, annotation_json=json_file, video_id=vid)
     return Path(fig)
 
 
 def format_side_by_side(regular: EvalResult, ema: EvalResult) -> str:
     """mAP (%) at each tIoU and the average, regular vs EMA weights."""
-    head = "| weights | " + " | ".join(f"{t:.1f}" for t in ema.tiou_thresholds) + " | Avg |"
+    head = "| weights | " + " | ".join(f"{t:.2f}" for t in ema.tiou_thresholds) + " | Avg |"
     sep = "|---" * (len(ema.tiou_thresholds) + 2) + "|"
     rows = [head, sep]
     for name, res in (("regular", regular), ("EMA", ema)):
@@ -109,23 +138,36 @@ def format_side_by_side(regular: EvalResult, ema: EvalResult) -> str:
     return "\n".join(rows)
 
 
-def run_demo(out_dir: Path, quick: bool = False, seed: int = 0, device: str = "auto", progress: bool = True) -> dict:
-    """Run the whole demo into ``out_dir``; return a summary dict (also written to ``demo_summary.json``)."""
+def run_demo(out_dir: Path, quick: bool = False, seed: int = 0, device: str = "auto", progress: bool = True,
+             like: str = "thumos") -> dict:
+    """Run the whole demo into ``out_dir``; return a summary dict (also written to ``demo_summary.json``).
+
+    ``like`` picks the dataset the synthetic data is shaped like: ``thumos`` (default), ``activitynet``
+    (with external score fusion), ``epic`` or ``ego4d``.
+    """
     from tadformer.data.synthetic import generate_dataset
+    from tadformer.data.synthetic_like import generate_like
     from tadformer.engine.runtime import resolve_device
     from tadformer.engine.train import FitOptions, fit
     from tadformer.report.build import build_report
     from tadformer.results_io import atomic_write_text
 
-    size = QUICK if quick else FULL
+    if like != "thumos" and like not in LIKE_SIZES:
+        raise ValueError(f"--like must be one of thumos, {', '.join(LIKE_SIZES)}; got {like!r}")
+    size = (QUICK if quick else FULL) if like == "thumos" else LIKE_SIZES[like][int(quick)]
     dev = resolve_device(device)
     t0 = time.perf_counter()
-    print(f"[demo] 1/5 synthetic THUMOS-shaped data: {size.train_videos} train + {size.test_videos} test videos, "
+    print(f"[demo] 1/5 synthetic {like}-shaped data: {size.train_videos} train + {size.test_videos} test videos, "
           f"{size.input_dim}-dim features")
-    paths = generate_dataset(out_dir / "data", train_videos=size.train_videos, test_videos=size.test_videos,
-                             input_dim=size.input_dim, seed=seed, difficulty="thumos",
-                             duration_scale=size.duration_scale, progress=progress)
-    cfg = demo_config(paths.config_file, size, seed)
+    if like == "thumos":
+        paths = generate_dataset(out_dir / "data", train_videos=size.train_videos, test_videos=size.test_videos,
+                                 input_dim=size.input_dim, seed=seed, difficulty="thumos",
+                                 duration_scale=size.duration_scale, progress=progress)
+    else:
+        dims = (size.input_dim, size.input_dim // 2) if like == "ego4d" else size.input_dim
+        paths = generate_like(like, out_dir / "data", train_videos=size.train_videos, test_videos=size.test_videos,
+                              input_dim=dims, seed=seed, progress=progress, duration_scale=size.duration_scale)
+    cfg = demo_config(paths.config_file, size, seed, like)
     print(f"[demo] 2/5 training ({size.epochs + size.warmup_epochs} epochs on {dev})")
     ckpt = fit(cfg, out_dir, FitOptions(device=str(dev), ckpt_freq=10**6, progress=progress))
     print("[demo] 3/5 evaluating the regular and the EMA weights on the held-out split")
@@ -137,10 +179,10 @@ def run_demo(out_dir: Path, quick: bool = False, seed: int = 0, device: str = "a
     html, md = build_report(out_dir)
     elapsed = time.perf_counter() - t0
     table = format_side_by_side(regular, ema)
-    summary = {"seed": seed, "quick": quick, "elapsed_sec": round(elapsed, 1), "device": str(dev),
+    summary = {"like": like, "seed": seed, "quick": quick, "elapsed_sec": round(elapsed, 1), "device": str(dev),
                "regular": {"mAP": list(map(float, regular.mAP)), "average_mAP": float(regular.average_mAP)},
                "ema": {"mAP": list(map(float, ema.mAP)), "average_mAP": float(ema.average_mAP)},
-               "checkpoint": str(ckpt), "report": str(html), "timeline": str(fig)}
+               "checkpoint": str(ckpt), "report": str(html), "timeline": str(fig) if fig else None}
     atomic_write_text(out_dir / "demo_summary.json", json.dumps(summary, indent=2))
     print(f"\nmAP (%) on {size.test_videos} held-out synthetic videos:\n{table}")
     print(f"\nreport:     {html}\nmarkdown:   {md}\ncheckpoint: {ckpt}\ntime:       {elapsed:.0f} s")
