@@ -44,17 +44,43 @@ def _write_zero_feats(path: Path, num_steps: int, dim: int) -> None:
     npy_format.open_memmap(path, mode="w+", dtype=np.float32, shape=(num_steps, dim)).flush()
 
 
-def test_golden_dataset_cases(golden_dir: Path, thumos_json: Path, tmp_path: Path) -> None:
+def _golden_cases_json(golden: dict, path: Path) -> Path:
+    """The golden videos as an annotation file of their own (the golden file holds every field the
+    dataset reads), so the parity check does not need the real THUMOS14 file."""
+    db = {c["video_id"]: {"subset": c["subset"], "duration": c["duration"], "fps": c["fps"],
+                          "annotations": [{"label": n, "label_id": lab, "segment": seg} for n, lab, seg in
+                                          zip(c["label_names"], c["labels"], c["segments_sec"])]}
+          for c in golden["videos"]}
+    path.write_text(json.dumps({"database": db}))
+    return path
+
+
+def test_golden_dataset_cases(golden_dir: Path, tmp_path: Path) -> None:
+    _check_golden_dataset_cases(golden_dir, tmp_path, None)
+
+
+def test_golden_dataset_cases_from_the_real_annotation_file(golden_dir: Path, thumos_json: Path,
+                                                            tmp_path: Path) -> None:
+    """The same cases read from the real THUMOS14 file (skips without ../shared; never copied here)."""
+    _check_golden_dataset_cases(golden_dir, tmp_path, thumos_json)
+
+
+def _check_golden_dataset_cases(golden_dir: Path, tmp_path: Path, thumos_json: Path | None) -> None:
     golden = json.loads((golden_dir / "dataset_cases.json").read_text())
     assert golden["is_training"] is False
     cases = {v["video_id"]: v for v in golden["videos"]}
     for vid, case in cases.items():
         _write_zero_feats(tmp_path / f"{vid}.npy", case["T"], 2048)
-    records = read_annotations(thumos_json, golden["split"]).videos
+    if thumos_json is not None:
+        records = read_annotations(thumos_json, golden["split"]).videos
+    else:  # only the subsets the golden videos come from
+        subsets = sorted({c["subset"].lower() for c in cases.values()})
+        records = read_annotations(_golden_cases_json(golden, tmp_path / "cases.json"), subsets).videos
     cfg_fields = {k: v for k, v in golden["dataset_config"].items() if k != "crop_ratio"}
     dataset = FeatureDataset(records, Cfg(feat_folder=str(tmp_path), **cfg_fields), is_training=False)
     assert [r.video_id for r in dataset.records] == [r.video_id for r in records if r.video_id in cases]
     assert len(dataset.skipped_video_ids) == len(records) - len(cases)
+    assert len(dataset.records) == len(cases)
     for index, rec in enumerate(dataset.records):
         case, sample = cases[rec.video_id], dataset[index]
         assert (sample.video_id, rec.subset) == (case["video_id"], case["subset"])

@@ -343,8 +343,10 @@ def _features(entry: dict[str, Any], num_steps: int, spec: st.KindSpec, space: _
     return outs
 
 
-def _write_npz(f: Any, arr: np.ndarray) -> None:
-    """A ``.npz`` holding ``feats`` with a fixed zip timestamp (``np.savez`` stamps the current time)."""
+def _save(f: Any, arr: np.ndarray, npz: bool) -> None:
+    """``np.save``, or a ``.npz`` holding ``feats`` with a fixed zip timestamp (``np.savez`` stamps the time)."""
+    if not npz:
+        return np.save(f, arr)
     buf = io.BytesIO()
     np.lib.format.write_array(buf, arr, allow_pickle=False)
     with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -437,10 +439,7 @@ def generate_like(kind: str, out_dir: str | os.PathLike[str], *, train_videos: i
         steps = num_steps_like(entry["duration"], spec.feat_fps, spec.feat_stride, spec.num_frames)
         for folder, feats in zip(paths.feat_folders, _features(entry, steps, spec, space, rng)):
             path = folder / f"{spec.file_prefix}{vid}{spec.file_ext}"
-            if spec.file_ext == ".npz":
-                _atomic_write(path, lambda f, a=feats: _write_npz(f, a), "wb")
-            else:
-                _atomic_write(path, lambda f, a=feats: np.save(f, a), "wb")
+            _atomic_write(path, lambda f, a=feats: _save(f, a, spec.file_ext == ".npz"), "wb")
     _atomic_write(paths.json_file, lambda f: json.dump(db, f))
     if ext_db is not None and paths.ext_score_file is not None:
         _atomic_write(paths.ext_score_file, lambda f: json.dump(ext_db, f))
