@@ -101,7 +101,7 @@ def test_one_training_step(golden_dir: Path, name: str) -> None:
         losses = batch_losses(model, batch, cfg, normalizer)
     losses["final_loss"].backward()
     for key in ("cls_loss", "reg_loss", "final_loss"):
-        assert float(losses[key]) == pytest.approx(step[key], rel=1e-5), key
+        assert float(losses[key].detach()) == pytest.approx(step[key], rel=1e-5), key
     assert int(losses["num_pos"]) == step["num_pos"]
     assert normalizer.value == pytest.approx(step["loss_normalizer"], rel=1e-12)
     grads = [p.grad for p in model.parameters() if p.grad is not None]
