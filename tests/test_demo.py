@@ -72,3 +72,12 @@ def test_synth_like_ego4d_trains(tmp_path: Path, capsys) -> None:
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu",
                  "--max-steps", "1", "--set", "model.embd_dim=16", "--set", "model.fpn_dim=16",
                  "--set", "model.head_dim=16", "--set", "model.n_head=2", "--set", "loader.num_workers=0"]) == 0
+    # single-video inference from one file per feature stream, concatenated in folder order
+    folders = sorted(p for p in (data / "features").iterdir() if p.is_dir())
+    vid = sorted(folders[0].glob("*.npy"))[0].stem
+    files = [str(f / f"{vid}.npy") for f in ("omnivore", "egovlp") for f in [data / "features" / f]]
+    capsys.readouterr()
+    assert main(["infer", "--ckpt", str(tmp_path / "run"), "--feat", *files, "--top-k", "3",
+                 "--json", str(tmp_path / "det.json")]) == 0
+    assert json.loads((tmp_path / "det.json").read_text())["results"][vid]
+    assert main(["infer", "--ckpt", str(tmp_path / "run"), "--feat", files[0], "--top-k", "3"]) != 0  # 8 of 12 channels

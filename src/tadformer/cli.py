@@ -104,7 +104,9 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ckpt", default=None, help="checkpoint (ours or official .pth.tar)")
     p.add_argument("--hf-repo", default=None, help="download checkpoint_ema.pth.tar + YAML from a Hugging Face repo")
     p.add_argument("--config", default=None, help="YAML config (needed for official checkpoints)")
-    p.add_argument("--feat", required=True, help="features .npy of shape (T, C)")
+    p.add_argument("--feat", required=True, nargs="+",
+                   help="features (T, C) as .npy or .npz; several files (one per stream, e.g. Ego4D SlowFast "
+                        "Omnivore EgoVLP) are concatenated along channels in the given order")
     p.add_argument("--fps", type=float, default=None, help="video fps (default: annotation, else 30)")
     p.add_argument("--duration", type=float, default=None, help="video duration in seconds (default: from T)")
     p.add_argument("--top-k", type=int, default=10, help="how many segments to print/write")

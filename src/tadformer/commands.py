@@ -129,7 +129,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     loaded = load_for_inference(ckpt, config, overrides=args.overrides, seed=args.seed, device=device,
                                 use_ema=not args.no_ema, classes=args.classes)
-    vid = args.video_id or Path(args.feat).stem
+    feat = args.feat[0] if len(args.feat) == 1 else args.feat
+    vid = args.video_id or Path(args.feat[0]).stem
     prefix = loaded.cfg.dataset.file_prefix
     if not args.video_id and prefix and vid.startswith(prefix):  # v_XXXX.npy holds ActivityNet video XXXX
         vid = vid[len(prefix):]
@@ -137,7 +138,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     if args.annotations and (fps is None or duration is None):
         ann_fps, ann_dur = video_meta_from_annotations(args.annotations, vid)
         fps, duration = fps or ann_fps, duration or ann_dur
-    det = infer_video(loaded, args.feat, fps=fps, duration_sec=duration, video_id=vid, device=device, amp=args.amp)
+    det = infer_video(loaded, feat, fps=fps, duration_sec=duration, video_id=vid, device=device, amp=args.amp)
     class_names = loaded.class_names
     ext_file = args.ext_scores or loaded.cfg.test_cfg.ext_score_file
     if ext_file:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tadformer.data.dataset import prepare_features
-from tadformer.data.sources import read_feature_file
+from tadformer.data.sources import expected_dims, read_feature_file
 from tadformer.data.types import VideoSample
 from tadformer.engine.evaluate import RawOutputs, detect_from_raw, forward_video
 from tadformer.engine.loading import LoadedModel
@@ -28,14 +30,15 @@ def video_meta_from_annotations(annotation_json: str | Path, video_id: str) -> t
     return entry.get("fps"), entry.get("duration")
 
 
-def infer_video(loaded: LoadedModel, feat_path: str | Path, *, fps: float | None = None,
+def infer_video(loaded: LoadedModel, feat_path: str | Path | Sequence[str | Path], *, fps: float | None = None,
                 duration_sec: float | None = None, video_id: str | None = None,
                 device: torch.device | None = None, amp: str = "off") -> Detections:
     """Detect actions in one video's features (``(T, C)`` ``.npy``).
 
     Args:
         loaded: the model (:func:`~tadformer.engine.loading.load_for_inference`).
-        feat_path: the features file.
+        feat_path: the features file (``.npy`` or ``.npz``), or one file per feature stream (Ego4D feature
+            combinations: concatenated along channels in the given order, like ``dataset.feat_folder``).
         fps: the video's frame rate (default 30, or ``dataset.default_fps`` when set).
         duration_sec: the video's duration; default: the end of the last feature's clip.
         video_id: name in the outputs (default: the file name without extension).
@@ -47,10 +50,23 @@ def infer_video(loaded: LoadedModel, feat_path: str | Path, *, fps: float | None
         All detections after NMS (at most ``test_cfg.max_seg_num``), sorted by score.
     """
     cfg = loaded.cfg
-    vid = video_id or Path(feat_path).stem
+    paths = [Path(feat_path)] if isinstance(feat_path, (str, Path)) else [Path(f) for f in feat_path]
+    feat_path = paths[0]
+    vid = video_id or paths[0].stem
     in_dim = cfg.dataset.input_dim
-    total_dim = in_dim if isinstance(in_dim, int) else sum(in_dim)  # one file with the channels of every stream
-    feats_tc = read_feature_file(feat_path, total_dim, vid)
+    total_dim = in_dim if isinstance(in_dim, int) else sum(in_dim)  # the channels of every stream
+    if len(paths) == 1:
+        feats_tc = read_feature_file(paths[0], total_dim, vid)
+    else:
+        dims = expected_dims(in_dim, len(paths))
+        parts = [read_feature_file(f, d, vid) for f, d in zip(paths, dims)]
+        if len({p.shape[0] for p in parts}) != 1:
+            raise ValueError(f"video {vid!r}: the feature files {[str(f) for f in paths]} hold "
+                             f"{[p.shape[0] for p in parts]} steps; they must have the same length")
+        feats_tc = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=1)  # [T, sum C_i]
+        if feats_tc.shape[1] != total_dim:
+            raise ValueError(f"video {vid!r}: the feature files hold {feats_tc.shape[1]} channels in all, "
+                             f"but input_dim={in_dim}")
     feats, grid = prepare_features(feats_tc, cfg.dataset, f"video {vid!r}: feature file {feat_path}")
     fps_used = float(fps or cfg.dataset.default_fps or DEFAULT_FPS)
     if duration_sec is None:  # the last clip ends at frame stride*(T-1) + num_frames of the stored features
