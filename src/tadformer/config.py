@@ -19,18 +19,18 @@ import copy
 import dataclasses
 import difflib
 import logging
-import math
 import os
-import re
 import tempfile
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
+
+from tadformer.config_validate import ConfigError, validate  # re-exported: both are part of this module's API
+from tadformer.config_validate import coerce_key as _coerce_key
+from tadformer.config_validate import type_hints as _hints
 
 __all__ = [
     "ConfigError", "ExperimentConfig", "DatasetConfig", "LoaderConfig", "ModelConfig", "TrainConfig",
@@ -51,10 +51,6 @@ OptimizerType = Literal["AdamW", "SGD"]
 # keys the official `_update_config` copies into `model`; accepted on load, never stored or dumped
 _DERIVED_MODEL_KEYS = {"input_dim": "dataset", "num_classes": "dataset", "max_seq_len": "dataset",
                        "train_cfg": "", "test_cfg": ""}
-
-
-class ConfigError(ValueError):
-    """An invalid config: unknown key, wrong type, impossible value or malformed YAML."""
 
 
 @dataclass(frozen=True)
@@ -233,86 +229,7 @@ class ExperimentConfig:
         return self.dataset.num_classes
 
 
-# ----------------------------------------------------------------------------------------- typing
-
-
-def _hints(cls: Any) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _is_union(tp: Any) -> bool:
-    return typing.get_origin(tp) in (Union, types.UnionType)
-
-
-def _describe(tp: Any) -> str:
-    """Human-readable description of an annotation, e.g. 'int or list of int'."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is type(None):
-        return "null"
-    if _is_union(tp):
-        return " or ".join(_describe(a) for a in args)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"list of {_describe(args[0])}"
-        return f"list of {len(args)} [{', '.join(_describe(a) for a in args)}]"
-    return "number" if tp is float else getattr(tp, "__name__", str(tp))
-
-
-_NUMBER_RE = re.compile(r"[-+]?(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-def _coerce(value: Any, tp: Any) -> Any:
-    """Convert a YAML value to annotation ``tp`` (lists become tuples); raise TypeError on mismatch."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if _is_union(tp):
-        for arm in args:
-            try:
-                return _coerce(value, arm)
-            except TypeError:
-                continue
-        raise TypeError
-    if origin is Literal:
-        if isinstance(value, str) and value in args:
-            return value
-        raise TypeError
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise TypeError
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0]) for v in value)
-        if len(value) != len(args):
-            raise TypeError
-        return tuple(_coerce(v, a) for v, a in zip(value, args))
-    if tp is type(None):
-        if value is None:
-            return None
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _NUMBER_RE.fullmatch(value.strip()):  # PyYAML reads `1e-4` as str
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - only reached if a new annotation kind is added above
-        raise NotImplementedError(f"unsupported annotation {tp!r}")
-    raise TypeError
-
-
-def _coerce_key(value: Any, tp: Any, key: str) -> Any:
-    try:
-        return _coerce(value, tp)
-    except TypeError:
-        raise ConfigError(f"config key '{key}': expected {_describe(tp)}, got "
-                          f"{type(value).__name__} {value!r}") from None
+# ----------------------------------------------------------------------------------------- building
 
 
 def _unknown_key(key: str, section_cls: Any, prefix: str) -> ConfigError:
@@ -529,119 +446,6 @@ def dump_config(cfg: ExperimentConfig, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-# ----------------------------------------------------------------------------------------- validation
-
-
-def _seq_len_problem(model: ModelConfig, max_seq_len: int) -> str | None:
-    """The official divisibility rule, with the nearest valid values when it fails."""
-    bad = [(l, d) for l, d in enumerate(model.level_divisors) if max_seq_len % d]
-    if not bad:
-        return None
-    lcm = math.lcm(*model.level_divisors)
-    below, above = (max_seq_len // lcm) * lcm, (max_seq_len // lcm + 1) * lcm
-    near = ", ".join(str(v) for v in (below, above) if v > 0)
-    levels = "; ".join(f"level {l}: stride {model.fpn_strides[l]} x window {model.win_sizes[l]} -> {d}"
-                       for l, d in bad)
-    return (f"dataset.max_seq_len = {max_seq_len} must be divisible by every level's "
-            f"stride*(window//2)*2 ({levels}); valid values are multiples of {lcm}, nearest: {near}")
-
-
-def _range_problems(cfg: ExperimentConfig) -> list[str]:
-    d, m, t, s, o = cfg.dataset, cfg.model, cfg.train_cfg, cfg.test_cfg, cfg.opt
-    checks: list[tuple[str, Any, bool, str]] = [
-        ("dataset.feat_stride", d.feat_stride, d.feat_stride > 0, "> 0"),
-        ("dataset.num_frames", d.num_frames, d.num_frames > 0, "> 0"),
-        ("dataset.default_fps", d.default_fps, d.default_fps is None or d.default_fps > 0, "> 0 or null"),
-        ("dataset.num_classes", d.num_classes, d.num_classes >= 1, ">= 1"),
-        ("dataset.downsample_rate", d.downsample_rate, d.downsample_rate >= 1, ">= 1"),
-        ("dataset.max_seq_len", d.max_seq_len, d.max_seq_len > 0, "> 0"),
-        ("dataset.trunc_thresh", d.trunc_thresh, 0.0 <= d.trunc_thresh <= 1.0, "in [0, 1]"),
-        ("dataset.crop_ratio", d.crop_ratio,
-         d.crop_ratio is None or 0.0 < d.crop_ratio[0] <= d.crop_ratio[1] <= 1.0, "0 < lo <= hi <= 1"),
-        ("loader.batch_size", cfg.loader.batch_size, cfg.loader.batch_size >= 1, ">= 1"),
-        ("loader.num_workers", cfg.loader.num_workers, cfg.loader.num_workers >= 0, ">= 0"),
-        ("loader.accum_steps", cfg.loader.accum_steps, cfg.loader.accum_steps >= 1, ">= 1"),
-        ("model.backbone_arch", m.backbone_arch, min(m.backbone_arch) >= 0, "non-negative"),
-        ("model.scale_factor", m.scale_factor, m.scale_factor >= 1, ">= 1"),
-        ("model.n_head", m.n_head, m.n_head >= 1, ">= 1"),
-        ("model.embd_kernel_size", m.embd_kernel_size, m.embd_kernel_size % 2 == 1, "odd and >= 1"),
-        ("model.head_kernel_size", m.head_kernel_size, m.head_kernel_size % 2 == 1, "odd and >= 1"),
-        ("model.fpn_dim", m.fpn_dim, m.fpn_dim >= 1, ">= 1"),
-        ("model.head_dim", m.head_dim, m.head_dim >= 1, ">= 1"),
-        ("model.head_num_layers", m.head_num_layers, m.head_num_layers >= 1, ">= 1"),
-        ("model.fpn_start_level", m.fpn_start_level, 0 <= m.fpn_start_level <= m.backbone_arch[2],
-         f"in [0, backbone_arch[2] = {m.backbone_arch[2]}]"),
-        ("model.max_buffer_len_factor", m.max_buffer_len_factor, m.max_buffer_len_factor > 0, "> 0"),
-        ("train_cfg.center_sample_radius", t.center_sample_radius, t.center_sample_radius > 0, "> 0"),
-        ("train_cfg.cls_prior_prob", t.cls_prior_prob, 0.0 < t.cls_prior_prob < 1.0, "in (0, 1)"),
-        ("train_cfg.init_loss_norm", t.init_loss_norm, t.init_loss_norm > 0, "> 0"),
-        ("train_cfg.head_empty_cls", t.head_empty_cls,
-         all(0 <= c < d.num_classes for c in t.head_empty_cls), f"class ids in [0, {d.num_classes})"),
-        ("train_cfg.dropout", t.dropout, 0.0 <= t.dropout < 1.0, "in [0, 1)"),
-        ("train_cfg.droppath", t.droppath, 0.0 <= t.droppath < 1.0, "in [0, 1)"),
-        ("train_cfg.label_smoothing", t.label_smoothing, 0.0 <= t.label_smoothing < 1.0, "in [0, 1)"),
-        ("test_cfg.pre_nms_thresh", s.pre_nms_thresh, 0.0 <= s.pre_nms_thresh <= 1.0, "in [0, 1]"),
-        ("test_cfg.pre_nms_topk", s.pre_nms_topk, s.pre_nms_topk >= 1, ">= 1"),
-        ("test_cfg.iou_threshold", s.iou_threshold, 0.0 <= s.iou_threshold <= 1.0, "in [0, 1]"),
-        ("test_cfg.min_score", s.min_score, 0.0 <= s.min_score <= 1.0, "in [0, 1]"),
-        ("test_cfg.max_seg_num", s.max_seg_num, s.max_seg_num >= 1, ">= 1"),
-        ("test_cfg.nms_sigma", s.nms_sigma, s.nms_sigma > 0, "> 0"),
-        ("test_cfg.duration_thresh", s.duration_thresh, s.duration_thresh >= 0, ">= 0"),
-        ("test_cfg.voting_thresh", s.voting_thresh, 0.0 <= s.voting_thresh <= 1.0, "in [0, 1]"),
-        ("opt.momentum", o.momentum, 0.0 <= o.momentum < 1.0, "in [0, 1)"),
-        ("opt.weight_decay", o.weight_decay, o.weight_decay >= 0, ">= 0"),
-        ("opt.learning_rate", o.learning_rate, o.learning_rate > 0, "> 0"),
-        ("opt.epochs", o.epochs, o.epochs >= 1, ">= 1"),
-        ("opt.warmup_epochs", o.warmup_epochs, o.warmup_epochs >= 0, ">= 0"),
-        ("opt.schedule_steps", o.schedule_steps, all(v >= 0 for v in o.schedule_steps), "non-negative"),
-        ("opt.schedule_gamma", o.schedule_gamma, o.schedule_gamma > 0, "> 0"),
-        ("opt.ema_decay", o.ema_decay, 0.0 <= o.ema_decay < 1.0, "in [0, 1)"),
-        ("opt.early_stop_epochs", o.early_stop_epochs,
-         o.early_stop_epochs is None or o.early_stop_epochs >= 1, ">= 1 or null"),
-    ]
-    return [f"{key} = {value!r} must be {rule}" for key, value, ok, rule in checks if not ok]
-
-
-def _structure_problems(cfg: ExperimentConfig) -> list[str]:
-    d, m = cfg.dataset, cfg.model
-    out = [f"{k} must not be empty" for k in ("devices", "train_split", "val_split") if not getattr(cfg, k)]
-    dims = {"dataset.input_dim": d.input_dim, "model.embd_dim": m.embd_dim}
-    for key, dim in dims.items():
-        if (isinstance(dim, int) and dim < 1) or (isinstance(dim, tuple) and (not dim or min(dim) < 1)):
-            out.append(f"{key} = {dim!r} must be >= 1 (or a non-empty list of such)")
-    if isinstance(m.embd_dim, tuple) and (not isinstance(d.input_dim, tuple)
-                                          or len(d.input_dim) != len(m.embd_dim)):
-        out.append(f"model.embd_dim = {m.embd_dim!r} is a list, so dataset.input_dim must be a list of "
-                   f"the same length, got {d.input_dim!r}")
-    embd_total = sum(m.embd_dim) if isinstance(m.embd_dim, tuple) else m.embd_dim
-    if m.backbone_type == "convTransformer" and m.n_head >= 1 and embd_total % m.n_head:
-        out.append(f"model.n_head = {m.n_head} must divide model.embd_dim = {m.embd_dim!r}")
-    if len(m.win_sizes) != m.backbone_arch[2] + 1:
-        out.append(f"model.n_mha_win_size has {len(m.win_sizes)} entries, expected one per backbone "
-                   f"level: 1 + backbone_arch[2] = {m.backbone_arch[2] + 1}")
-    if len(m.regression_range) != m.num_levels:
-        out.append(f"model.regression_range has {len(m.regression_range)} entries, expected one per "
-                   f"pyramid level: {m.num_levels}")
-    out += [f"model.regression_range[{l}] = {r!r} must satisfy 0 <= lo < hi"
-            for l, r in enumerate(m.regression_range) if not 0 <= r[0] < r[1]]
-    if not out and d.max_seq_len > 0 and m.scale_factor >= 1:
-        problem = _seq_len_problem(m, d.max_seq_len)
-        out += [problem] if problem else []
-    return out
-
-
-def validate(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Check every constraint the official code asserts (and a few it should); return ``cfg``.
-
-    Raises:
-        ConfigError: listing every problem, each naming its key and the allowed values.
-    """
-    problems = _range_problems(cfg) + _structure_problems(cfg)
-    if problems:
-        raise ConfigError("invalid config: " + "; ".join(problems))
-    return cfg
 
 
 # ----------------------------------------------------------------------------------------- run time
