@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,36 @@ GOLDEN_DIR = REPO_ROOT / "tests" / "golden"  # carried in the repository (tests/
 THUMOS_JSON = SHARED_DIR / "data" / "thumos14" / "thumos14.json"
 
 
+def golden_parts(root: Path = GOLDEN_DIR) -> dict[Path, list[Path]]:
+    """Golden files stored in pieces (``NAME.part0``, ``NAME.part1``, ...): the repository keeps no file
+    over 1 MB, so the four larger golden files are split byte for byte; target -> parts in order."""
+    groups: dict[Path, list[Path]] = {}
+    for part in root.rglob("*.part[0-9]*"):
+        stem, _, index = part.name.rpartition(".part")
+        groups.setdefault(part.with_name(stem), []).append(part)
+    return {t: sorted(ps, key=lambda p: int(p.name.rpartition(".part")[2])) for t, ps in groups.items()}
+
+
+def assemble_golden(root: Path = GOLDEN_DIR) -> list[Path]:
+    """Join each split golden file into ``NAME`` (git-ignored; written atomically, skipped when the
+    joined file already has the parts' bytes). Returns the joined files."""
+    joined = []
+    for target, parts in golden_parts(root).items():
+        data = b"".join(p.read_bytes() for p in parts)
+        if not (target.is_file() and target.read_bytes() == data):
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        joined.append(target)
+    return joined
+
+
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
     """The official golden files, carried in the repository: never skipped."""
     if not (GOLDEN_DIR / "SHA256SUMS").is_file():
         pytest.fail(f"golden files missing at {GOLDEN_DIR}: the repository is incomplete")
+    assemble_golden()
     return GOLDEN_DIR
 
 
