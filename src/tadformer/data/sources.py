@@ -139,19 +139,29 @@ def read_features(folders: Sequence[str], video_id: str, file_prefix: str | None
         path = source_path(folder, video_id, file_prefix, file_ext)
         if is_hdf5(folder):
             parts.append(_load_hdf5(path, f"{file_prefix or ''}{video_id}", video_id, dim))
-        elif path.suffix == ".npz":
-            parts.append(_load_npz(path, video_id, dim))
         else:
-            parts.append(load_features(path, dim, video_id, check_finite=False))
+            parts.append(read_feature_file(path, dim, video_id))
+    return concat_streams(parts, list(folders), video_id, total_dim)
+
+
+def concat_streams(parts: Sequence[np.ndarray], sources: Sequence[str | Path], video_id: str,
+                   total_dim: int | None = None, kind: str = "folders") -> np.ndarray:
+    """One video's per-stream ``[T, C_j]`` arrays side by side, ``[T, sum C_j]`` float32 (a single
+    array is returned as stored).
+
+    Raises:
+        FeatureError: the streams have different lengths, or (``total_dim``) their channels do not add
+            up to it; the ``sources`` are named (``kind``: "folders" or "files").
+    """
     if len(parts) == 1:
         return parts[0]
     lengths = [p.shape[0] for p in parts]
     if len(set(lengths)) != 1:
-        raise FeatureError(f"video {video_id!r}: the feature folders {list(folders)} hold {lengths} steps; they "
-                           "must have the same length to be concatenated")
+        raise FeatureError(f"video {video_id!r}: the feature {kind} {[str(s) for s in sources]} hold {lengths} "
+                           "steps; they must have the same length to be concatenated")
     feats = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=1)  # [T, sum C_j]
     if total_dim is not None and feats.shape[1] != total_dim:
-        raise FeatureError(f"video {video_id!r}: the feature folders {list(folders)} hold "
+        raise FeatureError(f"video {video_id!r}: the feature {kind} {[str(s) for s in sources]} hold "
                            f"{[p.shape[1] for p in parts]} channels, {feats.shape[1]} in all, "
                            f"but input_dim={total_dim}")
     return feats

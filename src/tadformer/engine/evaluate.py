@@ -223,8 +223,9 @@ def score_raw(raw: RawOutputs, cfg: ExperimentConfig, annotation_json: str | Pat
     names = raw.class_names
     ext = ext_score_file or cfg.test_cfg.ext_score_file
     if ext:
-        detections = fuse_for_annotations(detections, ext, annotation_json, cfg.dataset.num_classes)
-        names = read_annotations(annotation_json).class_names
+        ann = read_annotations(annotation_json)
+        detections = fuse_detections(detections, ext, ann.label_dict, cfg.dataset.num_classes)
+        names = ann.class_names
     thresholds = tiou_thresholds if tiou_thresholds is not None else rules_for(cfg.dataset_name).tiou_thresholds
     return score_detections(detections, annotation_json, split, thresholds), detections, names
 

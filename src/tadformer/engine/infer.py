@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from tadformer.data.dataset import prepare_features
-from tadformer.data.sources import expected_dims, read_feature_file
+from tadformer.data.sources import concat_streams, expected_dims, read_feature_file
 from tadformer.data.types import VideoSample
 from tadformer.engine.evaluate import RawOutputs, detect_from_raw, forward_video
 from tadformer.engine.loading import LoadedModel
@@ -55,18 +54,9 @@ def infer_video(loaded: LoadedModel, feat_path: str | Path | Sequence[str | Path
     vid = video_id or paths[0].stem
     in_dim = cfg.dataset.input_dim
     total_dim = in_dim if isinstance(in_dim, int) else sum(in_dim)  # the channels of every stream
-    if len(paths) == 1:
-        feats_tc = read_feature_file(paths[0], total_dim, vid)
-    else:
-        dims = expected_dims(in_dim, len(paths))
-        parts = [read_feature_file(f, d, vid) for f, d in zip(paths, dims)]
-        if len({p.shape[0] for p in parts}) != 1:
-            raise ValueError(f"video {vid!r}: the feature files {[str(f) for f in paths]} hold "
-                             f"{[p.shape[0] for p in parts]} steps; they must have the same length")
-        feats_tc = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=1)  # [T, sum C_i]
-        if feats_tc.shape[1] != total_dim:
-            raise ValueError(f"video {vid!r}: the feature files hold {feats_tc.shape[1]} channels in all, "
-                             f"but input_dim={in_dim}")
+    dims = [total_dim] if len(paths) == 1 else expected_dims(in_dim, len(paths))
+    parts = [read_feature_file(f, d, vid) for f, d in zip(paths, dims)]
+    feats_tc = concat_streams(parts, paths, vid, total_dim, kind="files")  # [T, sum C_i]
     feats, grid = prepare_features(feats_tc, cfg.dataset, f"video {vid!r}: feature file {feat_path}")
     fps_used = float(fps or cfg.dataset.default_fps or DEFAULT_FPS)
     if duration_sec is None:  # the last clip ends at frame stride*(T-1) + num_frames of the stored features
