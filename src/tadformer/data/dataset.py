@@ -87,16 +87,10 @@ class FeatureDataset(Dataset[VideoSample]):
         self.skipped_video_ids: tuple[str, ...] = tuple(skipped)
 
     @property
-    def feat_stride(self) -> int:
-        """Frames per grid step after downsampling (resized datasets: see :func:`grid_of`)."""
-        return int(self.cfg.feat_stride * self.cfg.downsample_rate)
-
-    @property
     def offset_grid(self) -> float:
-        """Clip-centre offset in grid units (2.0 for THUMOS I3D, 0.5 for resized features)."""
-        if self.cfg.force_upsampling:
-            return 0.5
-        return feat_offset_grid(self.cfg.num_frames, self.feat_stride)
+        """Clip-centre offset in grid units (2.0 for THUMOS I3D, 0.5 for resized features): the same for
+        every video of the dataset (:func:`grid_of`)."""
+        return grid_of(1, self.cfg).offset
 
     def feature_path(self, video_id: str) -> Path:
         """Where the features of ``video_id`` are read from (the first folder's file, or the HDF5 store)."""
@@ -194,7 +188,7 @@ def grid_of(num_steps: int, cfg: DatasetConfigLike) -> Grid:
     """
     if cfg.force_upsampling:
         stride = float((num_steps - 1) * cfg.feat_stride + cfg.num_frames) / cfg.max_seq_len
-        return Grid(stride, stride, 0.5 * stride / stride)
+        return Grid(stride, stride, feat_offset_grid(stride, stride))
     stride_int = int(cfg.feat_stride * cfg.downsample_rate)
     return Grid(stride_int, int(cfg.num_frames), feat_offset_grid(cfg.num_frames, stride_int))
 
