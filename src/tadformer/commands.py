@@ -144,12 +144,11 @@ def cmd_infer(args: argparse.Namespace) -> int:
     if ext_file:
         if not args.annotations:
             raise ValueError("--ext-scores needs --annotations GT.json (its class names give the label ids)")
-        from tadformer.data.annotations import read_annotations
         from tadformer.engine.evaluate import fuse_for_annotations
 
-        fused = fuse_for_annotations([det], ext_file, args.annotations, loaded.cfg.dataset.num_classes)
+        # fused labels are the annotation file's label ids
+        fused, class_names = fuse_for_annotations([det], ext_file, args.annotations, loaded.cfg.dataset.num_classes)
         det = fused[0] if fused else det
-        class_names = read_annotations(args.annotations).class_names  # fused labels are the file's label ids
     best = top_k(det, args.top_k, args.min_score)
     print(f"weights: {loaded.weights_description}")
     print(format_table(best, class_names))

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from tadformer.config import ExperimentConfig, load_config
-from tadformer.data.annotations import read_annotations
 from tadformer.metrics import EvalResult
 
 
@@ -97,28 +96,27 @@ def _busiest_test_video(json_file: Path, split: str = "test") -> str:
     return max(tests, key=lambda k: len(tests[k].get("annotations", [])))
 
 
-def _infer_one(run_dir: Path, ckpt: Path, cfg: ExperimentConfig, device: torch.device) -> Path | None:
+def _infer_one(run_dir: Path, ckpt: Path, cfg: ExperimentConfig, device: torch.device) -> Path:
     from tadformer.data.features import feature_path
+    from tadformer.data.sources import feat_folders
     from tadformer.engine.evaluate import fuse_for_annotations
     from tadformer.engine.infer import format_table, infer_video, top_k
     from tadformer.engine.loading import load_for_inference
     from tadformer.report.figures import save_timeline_figure
     from tadformer.results_io import write_results_json
 
-    if not isinstance(cfg.dataset.feat_folder, str):  # several feature folders: one file per folder
-        print("\nSingle-video inference skipped: this dataset's features live in several folders")
-        return None
     json_file = Path(str(cfg.dataset.json_file))
     vid = _busiest_test_video(json_file, cfg.val_split[0])
     entry = json.loads(json_file.read_text(encoding="utf-8"))["database"][vid]
     loaded = load_for_inference(ckpt, None, device=device)
-    feat = feature_path(cfg.dataset.feat_folder, vid, cfg.dataset.file_prefix, str(cfg.dataset.file_ext))
+    feat = [feature_path(folder, vid, cfg.dataset.file_prefix, str(cfg.dataset.file_ext))  # one file per stream
+            for folder in feat_folders(cfg.dataset.feat_folder)]
     fps = cfg.dataset.default_fps or entry["fps"]
     det = infer_video(loaded, feat, fps=fps, duration_sec=entry["duration"], video_id=vid, device=device)
     names = loaded.class_names
     if cfg.test_cfg.ext_score_file:  # ActivityNet: the classes come from the external scores
-        det = fuse_for_annotations([det], cfg.test_cfg.ext_score_file, json_file, cfg.dataset.num_classes)[0]
-        names = read_annotations(json_file).class_names
+        fused, names = fuse_for_annotations([det], cfg.test_cfg.ext_score_file, json_file, cfg.dataset.num_classes)
+        det = fused[0]
     best = top_k(det, 10)
     print(f"\nSingle-video inference on {vid} (top 10):\n{format_table(best, names)}")
     out = run_dir / "infer"
@@ -182,7 +180,7 @@ def run_demo(out_dir: Path, quick: bool = False, seed: int = 0, device: str = "a
     summary = {"like": like, "seed": seed, "quick": quick, "elapsed_sec": round(elapsed, 1), "device": str(dev),
                "regular": {"mAP": list(map(float, regular.mAP)), "average_mAP": float(regular.average_mAP)},
                "ema": {"mAP": list(map(float, ema.mAP)), "average_mAP": float(ema.average_mAP)},
-               "checkpoint": str(ckpt), "report": str(html), "timeline": str(fig) if fig else None}
+               "checkpoint": str(ckpt), "report": str(html), "timeline": str(fig)}
     atomic_write_text(out_dir / "demo_summary.json", json.dumps(summary, indent=2))
     print(f"\nmAP (%) on {size.test_videos} held-out synthetic videos:\n{table}")
     print(f"\nreport:     {html}\nmarkdown:   {md}\ncheckpoint: {ckpt}\ntime:       {elapsed:.0f} s")

@@ -203,10 +203,11 @@ def fuse_detections(detections: Sequence[Detections], ext_score_file: str | Path
 
 
 def fuse_for_annotations(detections: Sequence[Detections], ext_score_file: str | Path, annotation_json: str | Path,
-                         num_classes: int | None = None) -> list[Detections]:
-    """:func:`fuse_detections` with the label map (names -> label_id) of ``annotation_json``."""
-    label_dict = read_annotations(annotation_json).label_dict
-    return fuse_detections(detections, ext_score_file, label_dict, num_classes)
+                         num_classes: int | None = None) -> tuple[list[Detections], tuple[str, ...]]:
+    """:func:`fuse_detections` with the label map (names -> label_id) of ``annotation_json``; also returns
+    that file's class names, which the fused labels index."""
+    ann = read_annotations(annotation_json)
+    return fuse_detections(detections, ext_score_file, ann.label_dict, num_classes), ann.class_names
 
 
 def score_raw(raw: RawOutputs, cfg: ExperimentConfig, annotation_json: str | Path, split: str,
@@ -223,9 +224,7 @@ def score_raw(raw: RawOutputs, cfg: ExperimentConfig, annotation_json: str | Pat
     names = raw.class_names
     ext = ext_score_file or cfg.test_cfg.ext_score_file
     if ext:
-        ann = read_annotations(annotation_json)
-        detections = fuse_detections(detections, ext, ann.label_dict, cfg.dataset.num_classes)
-        names = ann.class_names
+        detections, names = fuse_for_annotations(detections, ext, annotation_json, cfg.dataset.num_classes)
     thresholds = tiou_thresholds if tiou_thresholds is not None else rules_for(cfg.dataset_name).tiou_thresholds
     return score_detections(detections, annotation_json, split, thresholds), detections, names
 
