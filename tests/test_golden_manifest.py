@@ -37,7 +37,8 @@ def test_every_golden_file_matches_its_sha256() -> None:
     assert not bad, f"golden files changed or damaged: {bad}"
 
 
-@pytest.mark.parametrize("manifest", ["manifest.json", "trajectory/manifest.json", "datasets/manifest.json"])
+@pytest.mark.parametrize("manifest", ["manifest.json", "trajectory/manifest.json", "datasets/manifest.json",
+                                      "i3d/manifest.json", "variants/manifest.json"])
 def test_sums_agree_with_the_generators_manifest(manifest: str) -> None:
     """The generator recorded a sha256 for each file it wrote; our copies must be those very files."""
     record = json.loads((GOLDEN_DIR / manifest).read_text(encoding="utf-8"))
