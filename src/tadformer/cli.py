@@ -144,7 +144,7 @@ def _video_options(p: argparse.ArgumentParser, *, streams_default: str | None) -
                    help="one 224x224 centre crop, or ten crops (corners + centre, mirrored) averaged: 10x slower")
     g.add_argument("--flow", dest="flow_method", choices=["tvl1", "dis"], default="tvl1",
                    help="optical flow: TV-L1 (the reference algorithm, slow on a CPU) or OpenCV's DIS (much faster, "
-                        "approximate); both need pip install 'tadformer[flow]'")
+                        "approximate); both need pip install 'tadformer[video]'")
     g.add_argument("--batch-size", type=int, default=4, help="clips per network call")
     g.add_argument("--extract-fps", type=float, default=None,
                    help="resample frames to this constant rate by their timestamps (default: the video's own)")
@@ -190,10 +190,18 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--like", choices=LIKE_CHOICES, default="thumos",
                    help="synthetic data shaped like this dataset, trained with its config (activitynet includes "
                         "the external score fusion)")
+    p.add_argument("--model", choices=("actionformer", "tridet", "temporalmaxer"), default="actionformer",
+                   help="the architecture to train, with its own THUMOS14 recipe scaled to the demo (--like thumos)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--device", default="auto")
-    p.set_defaults(func=_cmd("demo"))
+
+    def run(args: argparse.Namespace) -> int:  # tadformer.demo handles --model (commands.cmd_demo predates it)
+        from tadformer.demo import cmd_demo
+
+        return cmd_demo(args)
+
+    p.set_defaults(func=run)
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:

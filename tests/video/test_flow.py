@@ -74,7 +74,7 @@ def test_bad_inputs_and_unknown_method(shifted_pair: tuple[np.ndarray, np.ndarra
 
 def test_missing_opencv_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "cv2", None)  # "import cv2" now raises ImportError
-    with pytest.raises(VideoError, match=r"optical flow needs OpenCV: pip install 'tadformer\[flow\]'"):
+    with pytest.raises(VideoError, match=r"optical flow needs OpenCV: pip install 'tadformer\[video\]'"):
         make_flow("dis")
 
 

@@ -60,7 +60,7 @@ def _import_cv2() -> Any:
     try:
         import cv2
     except ImportError as exc:
-        raise VideoError("optical flow needs OpenCV: pip install 'tadformer[flow]'") from exc
+        raise VideoError("optical flow needs OpenCV: pip install 'tadformer[video]'") from exc
     return cv2
 
 
@@ -70,7 +70,7 @@ def _make_algorithm(cv2: Any, method: str) -> Any:
         if optflow is None or not hasattr(optflow, "DualTVL1OpticalFlow_create"):
             raise VideoError("TV-L1 flow needs OpenCV's contrib modules (cv2.optflow): pip install "
                              "opencv-contrib-python-headless (uninstall opencv-python / opencv-python-headless "
-                             "first), or use --flow-method dis")
+                             "first), or use --flow dis")
         return optflow.DualTVL1OpticalFlow_create(**TVL1_PARAMS)
     return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
