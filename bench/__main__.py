@@ -1,5 +1,7 @@
-"""``python -m bench {setup-official,all,train,infer,nms,eval,flops,parity,crops,extract}``: tadformer vs official
-ActionFormer (and, for `extract`, the I3D reference port).
+"""``python -m bench {setup-official,all,train,infer,nms,eval,flops,parity,crops,extract,variants}``.
+
+tadformer vs the official ActionFormer (``extract``: vs the I3D reference port; ``variants``: ActionFormer,
+TriDet and TemporalMaxer side by side).
 
 Every figure is measured side by side in one run (fresh subprocess per measurement, alternating
 ours/official) and reported as a ratio ours/official. Results go to ``bench/results/`` (json) and are
@@ -93,7 +95,7 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["setup-official", "all", "train", "infer", "nms", "eval", "eval-anet", "flops",
-                                                "parity", "crops", "extract"])
+                                                "parity", "crops", "extract", "variants"])
     parser.add_argument("--rounds", type=int, default=2, help="alternating subprocess rounds per side")
     parser.add_argument("--long-rounds", type=int, default=1,
                         help="rounds for the long measurements (train step, T >= 4608, evaluation)")
@@ -111,6 +113,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.what == "parity":
         parity.main(args.seeds, args.threads, tuple(args.sides))
+        return
+    if args.what == "variants":
+        from bench import variants
+
+        variants.main(args.seeds[:3] if args.seeds == [0, 1, 2, 3, 4, 5] else args.seeds, args.threads,
+                      args.rounds, "python -m bench " + " ".join(map(shlex.quote, argv or sys.argv[1:])))
         return
     if args.what == "extract":
         from bench import extract

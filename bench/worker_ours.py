@@ -28,8 +28,10 @@ from tadformer.model.layers import use_fused_layer_norm
 from tadformer.postprocess import postprocess_batch, postprocess_video
 
 
-def thumos_config(overrides: list[str] | None = None) -> ExperimentConfig:
-    return load_config(packaged_config(), overrides or [])
+def thumos_config(overrides: list[str] | None = None, config: str = "thumos_i3d") -> ExperimentConfig:
+    """A packaged THUMOS14 config: ``thumos_i3d`` (ActionFormer), ``thumos_i3d_tridet`` or
+    ``thumos_i3d_temporalmaxer``."""
+    return load_config(packaged_config(config), overrides or [])
 
 
 def model_for(cfg: ExperimentConfig, seed: int = 0, fused_ln: bool = False) -> ActionFormer:
@@ -50,12 +52,13 @@ def sample(idx: int, length: int, with_gt: bool) -> VideoSample:
         feat_stride=cases.FEAT_STRIDE, feat_num_frames=cases.NUM_FRAMES)
 
 
-def task_infer(length: int, repeats: int, fused_ln: bool = False, amp: str = "off") -> dict[str, Any]:
+def task_infer(length: int, repeats: int, fused_ln: bool = False, amp: str = "off",
+               config: str = "thumos_i3d") -> dict[str, Any]:
     """End-to-end inference of one video: pad, network, decode, soft-NMS, seconds.
 
     ``amp="bf16"``: the opt-in mixed-precision path (network under bf16 autocast, as ``--amp bf16``).
     """
-    cfg = thumos_config()
+    cfg = thumos_config(config=config)
     model = model_for(cfg, fused_ln=fused_ln).eval()
     batch = collate_eval([sample(0, length, with_gt=False)], cfg.dataset.max_seq_len, model.pad_multiple)
     precision = make_precision(amp, "cpu")
@@ -77,10 +80,10 @@ def task_infer(length: int, repeats: int, fused_ln: bool = False, amp: str = "of
 
 
 def task_train(length: int, repeats: int, batch_size: int = 2, fused_ln: bool = False,
-               amp: str = "off") -> dict[str, Any]:
+               amp: str = "off", config: str = "thumos_i3d") -> dict[str, Any]:
     """Training steps through ``engine.train_step`` (zero_grad, forward, target assignment, losses,
     backward, grad clipping, AdamW step, scheduler step, EMA update); ``amp`` as ``--amp``."""
-    cfg = thumos_config()
+    cfg = thumos_config(config=config)
     model = model_for(cfg, fused_ln=fused_ln).train()
     optimizer = build_optimizer(model, cfg.opt)
     parts = TrainParts(model, optimizer, build_scheduler(optimizer, cfg.opt, 100), ModelEma(model, 0.999),

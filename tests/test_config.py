@@ -72,6 +72,7 @@ EXTRA_KEYS = {
     "output_folder": None, "dataset.json_file": None, "dataset.feat_folder": None,
     "dataset.file_prefix": None, "dataset.file_ext": None, "loader.accum_steps": 1,
     "opt.early_stop_epochs": None,
+    "opt.eta_min": 1e-8,  # TriDet's key; ActionFormer hard-codes the same value
     "opt.ema_decay": 0.999,
 }
 
@@ -201,6 +202,7 @@ def test_golden_tiny_config(golden_dir: Path) -> None:
         del raw["model"][key]
     raw["loader"]["accum_steps"] = 1
     raw["opt"]["early_stop_epochs"] = None
+    raw["opt"]["eta_min"] = 1e-8
     raw["opt"]["ema_decay"] = 0.999
     assert config_to_dict(cfg) == raw
 

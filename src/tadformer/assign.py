@@ -23,6 +23,7 @@ loss never reads them, but reproducing them lets tests compare the whole array.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -32,6 +33,21 @@ from tadformer.model.points import Points
 # Lengths within this many grid units of the shortest candidate GT also give their class.
 MULTI_HOT_TOLERANCE = 1e-3
 CENTER_SAMPLE_MODES = ("radius", "none")
+
+
+@dataclass
+class Targets:
+    """Training targets of a batch (points of all levels concatenated, ``P`` rows per video).
+
+    Attributes:
+        cls_targets: ``[B, P, NC]`` float32 0/1 (multi-hot where segments tie).
+        reg_targets: ``[B, P, 2]`` float32 (left, right) offsets in level-stride units (read at positives).
+        weights: optional ``[B, P]`` per-point loss weights (TemporalMaxer's SimOTA); None means 1.
+    """
+
+    cls_targets: Tensor
+    reg_targets: Tensor
+    weights: Tensor | None = None
 
 
 def _check_gt(points: Points, gt_segments_grid: Tensor, gt_labels: Tensor, num_classes: int,
@@ -53,7 +69,7 @@ def _check_gt(points: Points, gt_segments_grid: Tensor, gt_labels: Tensor, num_c
         raise ValueError("assign_targets: points.t_grid must be [P] and points.reg_range [P, 2]")
 
 
-def _first_argmin(values: Tensor, min_values: Tensor) -> Tensor:
+def first_argmin(values: Tensor, min_values: Tensor) -> Tensor:
     """Index of the FIRST minimum along dim 1 (0 for all-inf rows), on every device.
 
     ``Tensor.min(dim)`` does not promise the first index on all backends, so it is made explicit.
@@ -124,7 +140,7 @@ def assign_targets(
     inf = torch.full_like(gt_len, float("inf"))
     cand_len = torch.where(inside & in_range, gt_len, inf)
     min_len = cand_len.min(dim=1).values  # [P]
-    chosen = _first_argmin(cand_len, min_len)  # [P]
+    chosen = first_argmin(cand_len, min_len)  # [P]
     multi_hot = (cand_len <= min_len[:, None] + MULTI_HOT_TOLERANCE) & (cand_len < float("inf"))
     one_hot = torch.nn.functional.one_hot(gt_labels.long(), num_classes).to(dtype)  # [N, NC]
     cls_targets = (multi_hot.to(dtype) @ one_hot).clamp(min=0.0, max=1.0)
@@ -175,3 +191,12 @@ def assign_batch(
         cls_list.append(cls_targets)
         reg_list.append(reg_targets)
     return torch.stack(cls_list), torch.stack(reg_list)
+
+
+def centre_sampling_targets(points: Points, gt_segments: Sequence[Tensor], gt_labels: Sequence[Tensor],
+                            num_classes: int, center_sample: str = "radius",
+                            center_sample_radius: float = 1.5) -> Targets:
+    """:func:`assign_batch` wrapped as :class:`Targets` (ActionFormer's and TriDet's assignment)."""
+    cls_targets, reg_targets = assign_batch(points, gt_segments, gt_labels, num_classes, center_sample,
+                                            center_sample_radius)
+    return Targets(cls_targets, reg_targets)

@@ -195,13 +195,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--device", default="auto")
-
-    def run(args: argparse.Namespace) -> int:  # tadformer.demo handles --model (commands.cmd_demo predates it)
-        from tadformer.demo import cmd_demo
-
-        return cmd_demo(args)
-
-    p.set_defaults(func=run)
+    p.set_defaults(func=_cmd("demo"))
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:

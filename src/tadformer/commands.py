@@ -205,7 +205,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from tadformer.demo import run_demo
 
     run_demo(Path(args.out), quick=args.quick, seed=args.seed, device=args.device, progress=not args.no_progress,
-             like=args.like)
+             like=args.like, model=args.model)
     return 0
 
 

@@ -28,21 +28,28 @@ from typing import Any, Literal
 
 import yaml
 
+from tadformer.config_arch import (  # re-exported: the model sections are part of this module's API
+    AnyModelConfig,
+    ModelConfig,
+    SimOTAConfig,
+    TemporalMaxerModelConfig,
+    TriDetModelConfig,
+)
+from tadformer.config_select import MODEL_CLASSES, foreign_key_error, model_section_class
 from tadformer.config_validate import ConfigError, validate  # re-exported: both are part of this module's API
 from tadformer.config_validate import coerce_key as _coerce_key
 from tadformer.config_validate import type_hints as _hints
 
 __all__ = [
-    "ConfigError", "ExperimentConfig", "DatasetConfig", "LoaderConfig", "ModelConfig", "TrainConfig",
+    "ConfigError", "ExperimentConfig", "DatasetConfig", "LoaderConfig", "ModelConfig", "TriDetModelConfig",
+    "TemporalMaxerModelConfig", "SimOTAConfig", "AnyModelConfig", "TrainConfig",
     "TestConfig", "OptConfig", "load_config", "config_from_dict", "config_to_dict", "dump_config",
     "dumps_config", "apply_overrides", "validate", "scale_for_devices", "with_empty_classes",
-    "packaged_config",
+    "packaged_config", "model_section_class",
 ]
 
 log = logging.getLogger(__name__)
 
-BackboneType = Literal["convTransformer", "conv"]
-FpnType = Literal["identity", "fpn"]
 NmsMethod = Literal["soft", "hard", "none"]
 CenterSample = Literal["radius", "none"]
 ScheduleType = Literal["cosine", "multistep"]
@@ -80,63 +87,6 @@ class LoaderConfig:
     batch_size: int = 8
     num_workers: int = 4
     accum_steps: int = 1  # tadformer extra: gradient accumulation steps (1 = official behaviour)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """``model`` section: network architecture (lengths and ranges in level-0 feature steps)."""
-
-    backbone_type: BackboneType = "convTransformer"
-    fpn_type: FpnType = "identity"
-    backbone_arch: tuple[int, int, int] = (2, 2, 5)  # (embedding convs, stem blocks, branch blocks)
-    scale_factor: int = 2  # downsampling between pyramid levels
-    regression_range: tuple[tuple[float, float], ...] = (
-        (0.0, 4.0), (4.0, 8.0), (8.0, 16.0), (16.0, 32.0), (32.0, 64.0), (64.0, 10000.0))
-    n_head: int = 4  # heads in self-attention
-    n_mha_win_size: int | tuple[int, ...] = -1  # local attention window; <= 1 means global attention
-    embd_kernel_size: int = 3
-    embd_dim: int | tuple[int, ...] = 512  # output channels of the embedding network
-    embd_with_ln: bool = True
-    fpn_dim: int = 512
-    fpn_with_ln: bool = True  # LayerNorm at the end of the FPN outputs
-    fpn_start_level: int = 0
-    head_dim: int = 512
-    head_kernel_size: int = 3
-    head_num_layers: int = 3  # layers in each head, including the final one
-    head_with_ln: bool = True
-    max_buffer_len_factor: float = 6.0  # point buffer length = max_seq_len * this
-    use_abs_pe: bool = False  # absolute position encoding added to the input embedding
-    use_rel_pe: bool = False  # relative position encoding in self-attention
-
-    @property
-    def fpn_strides(self) -> tuple[int, ...]:
-        """Stride of each pyramid level used by the heads, in level-0 steps."""
-        return tuple(self.scale_factor**l for l in range(self.fpn_start_level, self.backbone_arch[2] + 1))
-
-    @property
-    def num_levels(self) -> int:
-        """Number of pyramid levels seen by the heads (= len(fpn_strides))."""
-        return len(self.fpn_strides)
-
-    @property
-    def win_sizes(self) -> tuple[int, ...]:
-        """Attention window per backbone level (1 + backbone_arch[2] entries; an int is repeated)."""
-        n = self.backbone_arch[2] + 1
-        w = self.n_mha_win_size
-        return (w,) * n if isinstance(w, int) else tuple(w)
-
-    @property
-    def level_divisors(self) -> tuple[int, ...]:
-        """Per-level divisor of max_seq_len: stride * (w//2)*2 for local attention, else the stride.
-
-        Like the official model, strides (from fpn_start_level) are zipped with windows (from level 0).
-        """
-        return tuple(s * (w // 2) * 2 if w > 1 else s for s, w in zip(self.fpn_strides, self.win_sizes))
-
-    @property
-    def max_div_factor(self) -> int:
-        """Inputs are padded to a multiple of this (576 for THUMOS: stride 32 x window 18)."""
-        return max((1, *self.level_divisors))
 
 
 @dataclass(frozen=True)
@@ -189,6 +139,7 @@ class OptConfig:
     schedule_steps: tuple[int, ...] = ()  # multistep milestones, in epochs excluding warmup
     schedule_gamma: float = 0.1
     early_stop_epochs: int | None = None  # read by the official train.py; None = epochs + warmup_epochs
+    eta_min: float = 1e-8  # final LR of the cosine schedule (TriDet's key; ActionFormer hard-codes 1e-8)
     ema_decay: float = 0.999  # tadformer extra: model-EMA decay per optimiser step (official: fixed 0.999)
 
 
@@ -201,11 +152,11 @@ class ExperimentConfig:
     devices: tuple[str, ...] = ("cuda:0",)
     train_split: tuple[str, ...] = ("training",)
     val_split: tuple[str, ...] = ("validation",)
-    model_name: str = "LocPointTransformer"
+    model_name: str = "LocPointTransformer"  # the architecture: a key of ARCHITECTURES (or its short name)
     output_folder: str | None = None  # not in official DEFAULTS; every official YAML sets ./ckpt/
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     loader: LoaderConfig = field(default_factory=LoaderConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: AnyModelConfig = field(default_factory=ModelConfig)
     train_cfg: TrainConfig = field(default_factory=TrainConfig)
     test_cfg: TestConfig = field(default_factory=TestConfig)
     opt: OptConfig = field(default_factory=OptConfig)
@@ -234,13 +185,17 @@ class ExperimentConfig:
 
 def _unknown_key(key: str, section_cls: Any, prefix: str) -> ConfigError:
     names = [f.name for f in dataclasses.fields(section_cls)]
-    if section_cls is ModelConfig:
+    if section_cls in MODEL_CLASSES:
         names += list(_DERIVED_MODEL_KEYS)
+        foreign = foreign_key_error(key, section_cls, prefix)
+        if foreign is not None:
+            return foreign
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     if close:
         hint = f"did you mean '{prefix}{close[0]}'?"
     else:
         sections = {name: tp for name, tp in _hints(ExperimentConfig).items() if dataclasses.is_dataclass(tp)}
+        sections["model"] = section_cls if section_cls in MODEL_CLASSES else ModelConfig
         elsewhere = [f"{name}.{key}" for name, tp in sections.items() if key in _hints(tp)]
         hint = (f"did you mean '{elsewhere[0]}'?" if elsewhere
                 else f"valid keys: {', '.join(sorted(names))}")
@@ -259,7 +214,9 @@ def _build(cls: Any, raw: Any, prefix: str) -> Any:
     kwargs: dict[str, Any] = {}
     for name, value in raw.items():
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a section built by the caller
+            kwargs[name] = value
+        elif dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce_key(value, tp, prefix + name)
@@ -300,11 +257,13 @@ def config_from_dict(raw: Mapping[str, Any]) -> ExperimentConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
     data: dict[str, Any] = copy.deepcopy(dict(raw))
+    model_cls = model_section_class(data)
+    data["model_name"] = model_cls.MODEL_NAME
     derived: dict[str, Any] = {}
-    if isinstance(data.get("model"), Mapping):
-        model = dict(data["model"])
+    model = dict(data["model"]) if isinstance(data.get("model"), Mapping) else data.get("model", {})
+    if isinstance(model, dict):
         derived = {k: model.pop(k) for k in list(model) if k in _DERIVED_MODEL_KEYS}
-        data["model"] = model
+    data["model"] = _build(model_cls, model, "model.")
     cfg: ExperimentConfig = _build(ExperimentConfig, data, "")  # validates in __post_init__
     _check_derived(derived, cfg)
     return cfg
@@ -348,12 +307,23 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
         raise ConfigError(f"{path}: {err}") from None
 
 
-def _schema_at(parts: list[str], item: str) -> None:
-    """Check that a dotted override key exists in the schema; raise with a suggestion otherwise."""
+def _schema_at(parts: list[str], item: str, raw: Mapping[str, Any]) -> None:
+    """Check that a dotted override key exists in the schema; raise with a suggestion otherwise.
+
+    ``model.*`` keys are looked up in the architecture ``raw`` selects (or in any architecture that has them,
+    so ``model_name`` may be overridden in the same command); the full check happens when the config is built.
+    """
     cls: Any = ExperimentConfig
     for depth, part in enumerate(parts):
         prefix = "".join(p + "." for p in parts[:depth])
-        if cls is ModelConfig and part in _DERIVED_MODEL_KEYS:
+        if cls == AnyModelConfig:
+            try:
+                cls = model_section_class(raw)
+            except ConfigError:
+                cls = ModelConfig
+            if part not in _hints(cls):
+                cls = next((c for c in MODEL_CLASSES if part in _hints(c)), cls)
+        if cls in MODEL_CLASSES and part in _DERIVED_MODEL_KEYS:
             source = _DERIVED_MODEL_KEYS[part] or ""
             raise ConfigError(f"override {item!r}: 'model.{part}' is derived; set "
                               f"'{source + '.' if source else ''}{part}' instead")
@@ -372,7 +342,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
         parts = key.strip().split(".")
         if not sep or not all(parts):
             raise ConfigError(f"override {item!r}: expected 'section.key=value'")
-        _schema_at(parts, item)
+        _schema_at(parts, item, out)
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as err:

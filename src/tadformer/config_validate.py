@@ -8,14 +8,13 @@ construction) so that the schema and its checks stay small and readable.
 
 from __future__ import annotations
 
-import math
 import re
 import types
 import typing
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 if TYPE_CHECKING:
-    from tadformer.config import ExperimentConfig, ModelConfig
+    from tadformer.config import ExperimentConfig
 
 __all__ = ["ConfigError", "coerce_key", "describe_type", "type_hints", "validate"]
 
@@ -24,22 +23,8 @@ class ConfigError(ValueError):
     """An invalid config: unknown key, wrong type, impossible value or malformed YAML."""
 
 
-def _seq_len_problem(model: ModelConfig, max_seq_len: int) -> str | None:
-    """The official divisibility rule, with the nearest valid values when it fails."""
-    bad = [(l, d) for l, d in enumerate(model.level_divisors) if max_seq_len % d]
-    if not bad:
-        return None
-    lcm = math.lcm(*model.level_divisors)
-    below, above = (max_seq_len // lcm) * lcm, (max_seq_len // lcm + 1) * lcm
-    near = ", ".join(str(v) for v in (below, above) if v > 0)
-    levels = "; ".join(f"level {l}: stride {model.fpn_strides[l]} x window {model.win_sizes[l]} -> {d}"
-                       for l, d in bad)
-    return (f"dataset.max_seq_len = {max_seq_len} must be divisible by every level's "
-            f"stride*(window//2)*2 ({levels}); valid values are multiples of {lcm}, nearest: {near}")
-
-
 def _range_problems(cfg: ExperimentConfig) -> list[str]:
-    d, m, t, s, o = cfg.dataset, cfg.model, cfg.train_cfg, cfg.test_cfg, cfg.opt
+    d, t, s, o = cfg.dataset, cfg.train_cfg, cfg.test_cfg, cfg.opt
     checks: list[tuple[str, Any, bool, str]] = [
         ("dataset.feat_stride", d.feat_stride, d.feat_stride > 0, "> 0"),
         ("dataset.num_frames", d.num_frames, d.num_frames > 0, "> 0"),
@@ -53,17 +38,6 @@ def _range_problems(cfg: ExperimentConfig) -> list[str]:
         ("loader.batch_size", cfg.loader.batch_size, cfg.loader.batch_size >= 1, ">= 1"),
         ("loader.num_workers", cfg.loader.num_workers, cfg.loader.num_workers >= 0, ">= 0"),
         ("loader.accum_steps", cfg.loader.accum_steps, cfg.loader.accum_steps >= 1, ">= 1"),
-        ("model.backbone_arch", m.backbone_arch, min(m.backbone_arch) >= 0, "non-negative"),
-        ("model.scale_factor", m.scale_factor, m.scale_factor >= 1, ">= 1"),
-        ("model.n_head", m.n_head, m.n_head >= 1, ">= 1"),
-        ("model.embd_kernel_size", m.embd_kernel_size, m.embd_kernel_size % 2 == 1, "odd and >= 1"),
-        ("model.head_kernel_size", m.head_kernel_size, m.head_kernel_size % 2 == 1, "odd and >= 1"),
-        ("model.fpn_dim", m.fpn_dim, m.fpn_dim >= 1, ">= 1"),
-        ("model.head_dim", m.head_dim, m.head_dim >= 1, ">= 1"),
-        ("model.head_num_layers", m.head_num_layers, m.head_num_layers >= 1, ">= 1"),
-        ("model.fpn_start_level", m.fpn_start_level, 0 <= m.fpn_start_level <= m.backbone_arch[2],
-         f"in [0, backbone_arch[2] = {m.backbone_arch[2]}]"),
-        ("model.max_buffer_len_factor", m.max_buffer_len_factor, m.max_buffer_len_factor > 0, "> 0"),
         ("train_cfg.center_sample_radius", t.center_sample_radius, t.center_sample_radius > 0, "> 0"),
         ("train_cfg.cls_prior_prob", t.cls_prior_prob, 0.0 < t.cls_prior_prob < 1.0, "in (0, 1)"),
         ("train_cfg.init_loss_norm", t.init_loss_norm, t.init_loss_norm > 0, "> 0"),
@@ -88,6 +62,7 @@ def _range_problems(cfg: ExperimentConfig) -> list[str]:
         ("opt.schedule_steps", o.schedule_steps, all(v >= 0 for v in o.schedule_steps), "non-negative"),
         ("opt.schedule_gamma", o.schedule_gamma, o.schedule_gamma > 0, "> 0"),
         ("opt.ema_decay", o.ema_decay, 0.0 <= o.ema_decay < 1.0, "in [0, 1)"),
+        ("opt.eta_min", o.eta_min, o.eta_min >= 0.0, ">= 0"),
         ("opt.early_stop_epochs", o.early_stop_epochs,
          o.early_stop_epochs is None or o.early_stop_epochs >= 1, ">= 1 or null"),
     ]
@@ -95,31 +70,21 @@ def _range_problems(cfg: ExperimentConfig) -> list[str]:
 
 
 def _structure_problems(cfg: ExperimentConfig) -> list[str]:
+    from tadformer.config_arch import arch_info, resolve_model_name
+
     d, m = cfg.dataset, cfg.model
     out = [f"{k} must not be empty" for k in ("devices", "train_split", "val_split") if not getattr(cfg, k)]
-    dims = {"dataset.input_dim": d.input_dim, "model.embd_dim": m.embd_dim}
-    for key, dim in dims.items():
-        if (isinstance(dim, int) and dim < 1) or (isinstance(dim, tuple) and (not dim or min(dim) < 1)):
-            out.append(f"{key} = {dim!r} must be >= 1 (or a non-empty list of such)")
-    if isinstance(m.embd_dim, tuple) and (not isinstance(d.input_dim, tuple)
-                                          or len(d.input_dim) != len(m.embd_dim)):
-        out.append(f"model.embd_dim = {m.embd_dim!r} is a list, so dataset.input_dim must be a list of "
+    if isinstance(d.input_dim, int) and d.input_dim < 1 or isinstance(d.input_dim, tuple) and (
+            not d.input_dim or min(d.input_dim) < 1):
+        out.append(f"dataset.input_dim = {d.input_dim!r} must be >= 1 (or a non-empty list of such)")
+    embd = getattr(m, "embd_dim", None)
+    if isinstance(embd, tuple) and (not isinstance(d.input_dim, tuple) or len(d.input_dim) != len(embd)):
+        out.append(f"model.embd_dim = {embd!r} is a list, so dataset.input_dim must be a list of "
                    f"the same length, got {d.input_dim!r}")
-    embd_total = sum(m.embd_dim) if isinstance(m.embd_dim, tuple) else m.embd_dim
-    if m.backbone_type == "convTransformer" and m.n_head >= 1 and embd_total % m.n_head:
-        out.append(f"model.n_head = {m.n_head} must divide model.embd_dim = {m.embd_dim!r}")
-    if len(m.win_sizes) != m.backbone_arch[2] + 1:
-        out.append(f"model.n_mha_win_size has {len(m.win_sizes)} entries, expected one per backbone "
-                   f"level: 1 + backbone_arch[2] = {m.backbone_arch[2] + 1}")
-    if len(m.regression_range) != m.num_levels:
-        out.append(f"model.regression_range has {len(m.regression_range)} entries, expected one per "
-                   f"pyramid level: {m.num_levels}")
-    out += [f"model.regression_range[{l}] = {r!r} must satisfy 0 <= lo < hi"
-            for l, r in enumerate(m.regression_range) if not 0 <= r[0] < r[1]]
-    if not out and d.max_seq_len > 0 and m.scale_factor >= 1:
-        problem = _seq_len_problem(m, d.max_seq_len)
-        out += [problem] if problem else []
-    return out
+    if resolve_model_name(cfg.model_name) != type(m).MODEL_NAME:
+        out.append(f"model_name = {cfg.model_name!r} does not match the model section, which is "
+                   f"{arch_info(m).display}'s (model_name: {type(m).MODEL_NAME})")
+    return out + m.problems(d.max_seq_len if d.max_seq_len > 0 else 0)
 
 
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:

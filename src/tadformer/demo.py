@@ -5,6 +5,10 @@ THUMOS14 recipe only where a few CPU minutes demand it (see :data:`DEMO_RECIPE` 
 narrower features and model, shorter videos, a larger learning rate and fewer epochs. The
 architecture (conv embedding, local-attention transformer pyramid with 6 levels and window 19,
 shared heads, focal + DIoU losses, EMA, Soft-NMS) is the official one.
+
+``--model tridet|temporalmaxer`` trains that architecture instead, with its own THUMOS14 recipe
+(``configs/thumos_i3d_<model>.yaml``: model, training and test settings, weight decay) scaled the same
+way (:func:`architecture_recipe`).
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 
-from tadformer.config import ExperimentConfig, load_config
+from tadformer.config import ConfigError, ExperimentConfig, apply_overrides, config_from_dict, load_config
 from tadformer.metrics import EvalResult
 
 
@@ -63,13 +69,48 @@ DEMO_RECIPE: tuple[str, ...] = (
 )
 
 
-def demo_config(config_file: Path, size: DemoSize, seed: int, like: str = "thumos") -> ExperimentConfig:
-    """The demo recipe: the generated config plus :data:`DEMO_RECIPE` (THUMOS) or :data:`LIKE_RECIPES`,
-    and the size's epochs."""
+MODELS = ("actionformer", "tridet", "temporalmaxer")
+# extra overrides of an architecture's scaled recipe: TriDet's MLP keeps its 768/512 ratio to the width
+MODEL_RECIPES: dict[str, tuple[str, ...]] = {"tridet": ("model.sgp_mlp_dim=192",)}
+
+
+def architecture_recipe(raw: dict[str, Any], model: str) -> dict[str, Any]:
+    """A THUMOS-style config dict switched to ``model`` with that architecture's own THUMOS14 recipe.
+
+    The data sections (``dataset``, ``loader``, splits, paths) of ``raw`` are kept; ``model_name``, ``model``,
+    ``train_cfg``, ``test_cfg`` and the optimiser's weight decay / final LR come from the architecture's packaged
+    config (``thumos_i3d_tridet.yaml`` ...). ``actionformer`` returns ``raw`` unchanged.
+    """
+    from tadformer.config import packaged_config
+    from tadformer.config_arch import arch_info
+
+    info = arch_info(model)
+    if info.key == "actionformer":
+        return dict(raw)
+    recipe = yaml.safe_load(packaged_config(info.thumos_config).read_text(encoding="utf-8"))
+    out = {**raw, "model_name": info.model_name}
+    for key in ("model", "train_cfg", "test_cfg"):
+        out[key] = recipe[key]
+    opt = dict(raw.get("opt", {}))
+    opt.update({k: v for k, v in recipe["opt"].items() if k in ("weight_decay", "eta_min")})
+    out["opt"] = opt
+    return out
+
+
+def demo_config(config_file: Path, size: DemoSize, seed: int, like: str = "thumos",
+                model: str = "actionformer") -> ExperimentConfig:
+    """The demo recipe: the generated config (switched to ``model``, see :func:`architecture_recipe`) plus
+    :data:`DEMO_RECIPE` (THUMOS) or :data:`LIKE_RECIPES`, and the size's epochs."""
     recipe = DEMO_RECIPE if like == "thumos" else LIKE_RECIPES[like]
-    overrides = [*recipe, f"opt.epochs={size.epochs}", f"opt.warmup_epochs={size.warmup_epochs}",
-                 f"init_rand_seed={seed}"]
-    return load_config(config_file, overrides)
+    overrides = [*recipe, *MODEL_RECIPES.get(model, ()), f"opt.epochs={size.epochs}",
+                 f"opt.warmup_epochs={size.warmup_epochs}", f"init_rand_seed={seed}"]
+    if model == "actionformer":
+        return load_config(config_file, overrides)
+    raw = architecture_recipe(yaml.safe_load(config_file.read_text(encoding="utf-8")), model)
+    try:
+        return config_from_dict(apply_overrides(raw, overrides))
+    except ConfigError as err:
+        raise ConfigError(f"{config_file} with the {model} recipe: {err}") from None
 
 
 def _evaluate(run_dir: Path, ckpt: Path, use_ema: bool, device: torch.device, progress: bool) -> EvalResult:
@@ -137,11 +178,12 @@ def format_side_by_side(regular: EvalResult, ema: EvalResult) -> str:
 
 
 def run_demo(out_dir: Path, quick: bool = False, seed: int = 0, device: str = "auto", progress: bool = True,
-             like: str = "thumos") -> dict:
+             like: str = "thumos", model: str = "actionformer") -> dict:
     """Run the whole demo into ``out_dir``; return a summary dict (also written to ``demo_summary.json``).
 
     ``like`` picks the dataset the synthetic data is shaped like: ``thumos`` (default), ``activitynet``
-    (with external score fusion), ``epic`` or ``ego4d``.
+    (with external score fusion), ``epic`` or ``ego4d``. ``model`` picks the architecture: ``actionformer``
+    (default), ``tridet`` or ``temporalmaxer`` (THUMOS-shaped data only).
     """
     from tadformer.data.synthetic import generate_dataset
     from tadformer.data.synthetic_like import generate_like
@@ -152,6 +194,10 @@ def run_demo(out_dir: Path, quick: bool = False, seed: int = 0, device: str = "a
 
     if like != "thumos" and like not in LIKE_SIZES:
         raise ValueError(f"--like must be one of thumos, {', '.join(LIKE_SIZES)}; got {like!r}")
+    if model not in MODELS:
+        raise ValueError(f"--model must be one of {', '.join(MODELS)}; got {model!r}")
+    if model != "actionformer" and like != "thumos":
+        raise ValueError(f"--model {model} has a THUMOS14 recipe only: use it with --like thumos")
     size = (QUICK if quick else FULL) if like == "thumos" else LIKE_SIZES[like][int(quick)]
     dev = resolve_device(device)
     t0 = time.perf_counter()
@@ -165,8 +211,11 @@ def run_demo(out_dir: Path, quick: bool = False, seed: int = 0, device: str = "a
         dims = (size.input_dim, size.input_dim // 2) if like == "ego4d" else size.input_dim
         paths = generate_like(like, out_dir / "data", train_videos=size.train_videos, test_videos=size.test_videos,
                               input_dim=dims, seed=seed, progress=progress, duration_scale=size.duration_scale)
-    cfg = demo_config(paths.config_file, size, seed, like)
-    print(f"[demo] 2/5 training ({size.epochs + size.warmup_epochs} epochs on {dev})")
+    cfg = demo_config(paths.config_file, size, seed, like, model)
+    from tadformer.config_arch import arch_info
+
+    display = arch_info(cfg).display
+    print(f"[demo] 2/5 training {display} ({size.epochs + size.warmup_epochs} epochs on {dev})")
     ckpt = fit(cfg, out_dir, FitOptions(device=str(dev), ckpt_freq=10**6, progress=progress))
     print("[demo] 3/5 evaluating the regular and the EMA weights on the held-out split")
     regular = _evaluate(out_dir, ckpt, use_ema=False, device=dev, progress=progress)
@@ -177,11 +226,12 @@ def run_demo(out_dir: Path, quick: bool = False, seed: int = 0, device: str = "a
     html, md = build_report(out_dir)
     elapsed = time.perf_counter() - t0
     table = format_side_by_side(regular, ema)
-    summary = {"like": like, "seed": seed, "quick": quick, "elapsed_sec": round(elapsed, 1), "device": str(dev),
+    summary = {"like": like, "model": model, "architecture": display, "seed": seed, "quick": quick,
+               "elapsed_sec": round(elapsed, 1), "device": str(dev),
                "regular": {"mAP": list(map(float, regular.mAP)), "average_mAP": float(regular.average_mAP)},
                "ema": {"mAP": list(map(float, ema.mAP)), "average_mAP": float(ema.average_mAP)},
                "checkpoint": str(ckpt), "report": str(html), "timeline": str(fig)}
     atomic_write_text(out_dir / "demo_summary.json", json.dumps(summary, indent=2))
-    print(f"\nmAP (%) on {size.test_videos} held-out synthetic videos:\n{table}")
+    print(f"\n{display} mAP (%) on {size.test_videos} held-out synthetic videos:\n{table}")
     print(f"\nreport:     {html}\nmarkdown:   {md}\ncheckpoint: {ckpt}\ntime:       {elapsed:.0f} s")
     return summary

@@ -127,6 +127,21 @@ def ctr_diou_loss_1d(
     return _reduce(loss, reduction, "ctr_diou_loss_1d")
 
 
+def ctr_iou_1d(pred_offsets: Tensor, target_offsets: Tensor, eps: float = 1e-8) -> Tensor:
+    """1-D IoU of segments sharing their anchor point, each given by (left, right) distances.
+
+    ``inter / max(union, eps)`` with the terms of :func:`ctr_diou_loss_1d`; ``[M]`` float32 in [0, 1].
+    """
+    if pred_offsets.shape != target_offsets.shape or pred_offsets.dim() != 2 or pred_offsets.shape[1] != 2:
+        raise ValueError(f"ctr_iou_1d: pred_offsets {tuple(pred_offsets.shape)} and target_offsets "
+                         f"{tuple(target_offsets.shape)} must both have shape [M, 2]")
+    lp, rp = pred_offsets.float().unbind(-1)
+    lg, rg = target_offsets.float().unbind(-1)
+    inter = torch.minimum(lp, lg) + torch.minimum(rp, rg)
+    union = (lp + rp) + (lg + rg) - inter
+    return inter / union.clamp(min=eps)
+
+
 class LossNormalizer:
     """EMA of the number of positives per iteration, dividing both losses (SPEC §5.2).
 
@@ -148,9 +163,12 @@ class LossNormalizer:
         self.value = float(init_value)
         self.momentum = float(momentum)
 
-    def update(self, num_pos: int) -> float:
-        """Fold this iteration's number of positives into the EMA and return the new value."""
-        self.value = self.momentum * self.value + (1 - self.momentum) * max(int(num_pos), 1)
+    def update(self, num_pos: float) -> float:
+        """Fold this iteration's number of positives into the EMA and return the new value.
+
+        ``num_pos`` is a count, or (TemporalMaxer's SimOTA weights) a sum of per-point weights.
+        """
+        self.value = self.momentum * self.value + (1 - self.momentum) * max(float(num_pos), 1.0)
         return self.value
 
     def state_dict(self) -> dict[str, float]:
@@ -170,7 +188,7 @@ class LossNormalizer:
 
 
 def _check_loss_inputs(outputs: HeadOutputs, cls_targets: Tensor, reg_targets: Tensor,
-                       num_classes: int) -> None:
+                       num_classes: int, weights: Tensor | None) -> None:
     """Raise a specific ``ValueError`` when head outputs and targets do not fit together."""
     num_points = sum(int(m.shape[1]) for m in outputs.masks)
     batch = int(outputs.masks[0].shape[0]) if outputs.masks else 0
@@ -180,8 +198,26 @@ def _check_loss_inputs(outputs: HeadOutputs, cls_targets: Tensor, reg_targets: T
     if reg_targets.shape != (batch, num_points, 2):
         raise ValueError(f"compute_losses: reg_targets must have shape [B, P, 2] = "
                          f"{[batch, num_points, 2]}, got {list(reg_targets.shape)}")
+    if weights is not None and weights.shape != (batch, num_points):
+        raise ValueError(f"compute_losses: weights must have shape [B, P] = {[batch, num_points]}, "
+                         f"got {list(weights.shape)}")
     if not (len(outputs.cls_logits) == len(outputs.offsets) == len(outputs.masks)):
         raise ValueError("compute_losses: cls_logits, offsets and masks must have one entry per level")
+
+
+def _regression_pairs(offsets: Tensor, cls_targets: Tensor, reg_targets: Tensor,
+                      pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Predicted and target offsets of every regression term, and the positive point of each term.
+
+    Class-agnostic offsets (``[B, P, 2]``): one term per positive point. Class-specific offsets
+    (``[B, P, NC, 2]``, TriDet): one term per (positive point, target class) pair, in row-major
+    (point, class) order, using that class's offsets; a point with two labels counts twice.
+    """
+    if offsets.dim() == 3:
+        return offsets[pos], reg_targets[pos], torch.arange(int(pos.sum()), device=pos.device)
+    pos_cls = cls_targets[pos]  # [Npos, NC]
+    pair_point = torch.nonzero(pos_cls)[:, 0]  # [Npairs]
+    return offsets[pos][pos_cls.bool()], reg_targets[pos][pair_point], pair_point
 
 
 def compute_losses(
@@ -192,6 +228,8 @@ def compute_losses(
     num_classes: int,
     label_smoothing: float = 0.0,
     loss_weight: float = 1.0,
+    weights: Tensor | None = None,
+    iou_weight_power: float | None = None,
 ) -> dict[str, Tensor]:
     """Focal + DIoU losses of a batch, normalised by the EMA of positives (SPEC §5.2).
 
@@ -199,9 +237,20 @@ def compute_losses(
     class target. The normaliser is updated with ``max(num_pos, 1)`` BEFORE use (side effect on
     ``normalizer``; nothing else is modified).
 
+    The architectures' variations are data, not branches on their names:
+
+    * ``weights`` (TemporalMaxer's SimOTA): per-point weights; the focal loss of positive points and
+      the DIoU terms are multiplied by them, and the normaliser counts their sum at the positives.
+    * class-specific offsets ``[B, T_l, NC, 2]`` (TriDet's Trident head): one DIoU term per (positive
+      point, target class), with that class's offsets.
+    * ``iou_weight_power`` (TriDet): the focal loss of each (positive point, target class) entry is
+      multiplied by ``IoU ** p`` of that pair's offsets. The weight is not detached (TriDet trains its
+      centre and boundary heads through it), and, as in TriDet, it is computed as
+      ``(1 - (1 - IoU)) ** p``.
+
     Args:
-        outputs: raw head outputs (per level ``[B, T_l, NC]`` logits, ``[B, T_l, 2]`` offsets,
-            ``[B, T_l]`` masks).
+        outputs: raw head outputs (per level ``[B, T_l, NC]`` logits, ``[B, T_l, 2]`` or
+            ``[B, T_l, NC, 2]`` offsets, ``[B, T_l]`` masks).
         cls_targets: ``[B, P, NC]`` 0/1 targets from :func:`tadformer.assign.assign_batch`.
         reg_targets: ``[B, P, 2]`` offsets in level-stride units (read at positives only).
         normalizer: the loss normaliser, updated in place.
@@ -210,32 +259,53 @@ def compute_losses(
         label_smoothing: ``eps``; targets become ``t * (1 - eps) + eps / (NC + 1)``.
         loss_weight: weight of the regression loss; ``<= 0`` selects the official auto-balance
             ``cls.detach() / max(reg.item(), 0.01)``.
+        weights: optional ``[B, P]`` per-point weights (None: all 1).
+        iou_weight_power: optional exponent of the IoU weight of the positive focal-loss entries.
 
     Returns:
-        ``{'cls_loss', 'reg_loss', 'final_loss'}`` 0-d float32 tensors (``final = cls + w*reg``)
-        and ``'num_pos'``, a 0-d int64 tensor.
+        ``{'cls_loss', 'reg_loss', 'final_loss'}`` 0-d float32 tensors (``final = cls + w*reg``),
+        ``'num_pos'`` (0-d int64, positive points) and ``'num_pos_weighted'`` (0-d float64, what the
+        normaliser counted: ``num_pos``, or the weight sum at the positives).
 
     Raises:
         ValueError: on mismatched shapes, or negative predicted offsets at positive points.
     """
-    _check_loss_inputs(outputs, cls_targets, reg_targets, num_classes)
+    _check_loss_inputs(outputs, cls_targets, reg_targets, num_classes, weights)
     valid = torch.cat(outputs.masks, dim=1)  # [B, P]
     pos = (cls_targets.sum(dim=-1) > 0) & valid  # [B, P]
     num_pos = int(pos.sum().item())
-    norm = normalizer.update(num_pos)
+    pred_offsets, gt_offsets, pair_point = _regression_pairs(
+        torch.cat(outputs.offsets, dim=1), cls_targets, reg_targets, pos)
+    pos_weights = weights[pos] if weights is not None else None  # [Npos]
+    counted = float(pos_weights.sum().item()) if pos_weights is not None else float(num_pos)
+    norm = normalizer.update(counted)
 
     # classification: every valid point and class, optional label smoothing
     target = cls_targets[valid]
     target = target * (1 - label_smoothing) + label_smoothing / (num_classes + 1)
     logits = torch.cat(outputs.cls_logits, dim=1)[valid]
-    cls_loss = sigmoid_focal_loss(logits, target, reduction="sum") / norm
+    if weights is None and iou_weight_power is None:
+        cls_loss = sigmoid_focal_loss(logits, target, reduction="sum") / norm
+    else:
+        per_entry = sigmoid_focal_loss(logits, target, reduction="none")  # [V, NC]
+        if pos_weights is not None:
+            point_weights = torch.ones_like(valid, dtype=per_entry.dtype)
+            point_weights[pos] = pos_weights.to(per_entry.dtype)
+            per_entry = per_entry * point_weights[valid][:, None]
+        if iou_weight_power is not None and pred_offsets.shape[0] > 0:
+            one_minus_iou = 1.0 - ctr_iou_1d(pred_offsets, gt_offsets)
+            rated = target > label_smoothing / (num_classes + 1)  # the (positive point, target class) entries
+            per_entry[rated] *= (1 - one_minus_iou) ** iou_weight_power
+        cls_loss = per_entry.sum() / norm
 
     # regression: positives only; with none, a zero that still has a (zero) gradient
-    pred_offsets = torch.cat(outputs.offsets, dim=1)[pos]
     if num_pos == 0:
         reg_loss = 0 * pred_offsets.sum()
+    elif pos_weights is None:
+        reg_loss = ctr_diou_loss_1d(pred_offsets, gt_offsets, reduction="sum") / norm
     else:
-        reg_loss = ctr_diou_loss_1d(pred_offsets, reg_targets[pos], reduction="sum") / norm
+        terms = ctr_diou_loss_1d(pred_offsets, gt_offsets, reduction="none")
+        reg_loss = (terms * pos_weights[pair_point].to(terms.dtype)).sum() / norm
 
     weight = loss_weight if loss_weight > 0 else cls_loss.detach() / max(reg_loss.item(), 0.01)
     final_loss = cls_loss + reg_loss * weight
@@ -244,6 +314,7 @@ def compute_losses(
         "reg_loss": reg_loss,
         "final_loss": final_loss,
         "num_pos": torch.tensor(num_pos, dtype=torch.int64, device=valid.device),
+        "num_pos_weighted": torch.tensor(counted, dtype=torch.float64, device=valid.device),
     }
 
 

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tadformer.nms_voting import VotingWeights, seg_voting
+
 __all__ = ["expf", "soft_nms_1d", "hard_nms_1d", "seg_voting", "batched_nms"]
 
 SoftNmsMethod = Literal["gaussian", "linear", "hard"]
@@ -400,40 +402,6 @@ def hard_nms_1d(
     return keep.to(dev), segs_c[keep].to(dev), scores_c[keep].to(dev)
 
 
-def seg_voting(nms_segs: Tensor, all_segs: Tensor, all_scores: Tensor, iou_thresh: float = 0.7) -> Tensor:
-    """Refine kept segments by score voting (official ``seg_voting``, class-agnostic NMS only).
-
-    Each kept segment ``i`` becomes ``sum_j w_ij seg_j / sum_j w_ij`` over ALL candidates ``j`` with
-    ``w_ij = [iou_ij >= iou_thresh] * score_j * iou_ij``; the IoU here uses plain lengths.
-
-    Args:
-        nms_segs: ``[M, 2]`` kept segments.
-        all_segs: ``[N, 2]`` all candidates (before NMS).
-        all_scores: ``[N]`` their original scores.
-        iou_thresh: voting IoU threshold.
-
-    Returns:
-        ``[M, 2]`` refined segments (float32).
-    """
-    a = nms_segs.to(torch.float32)
-    b = all_segs.to(torch.float32)
-    left = torch.maximum(a[:, None, 0], b[None, :, 0])
-    right = torch.minimum(a[:, None, 1], b[None, :, 1])
-    inter = (right - left).clamp(min=0)
-    iou = inter / (((a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :]) - inter)
-    weights = (iou >= iou_thresh).to(torch.float32) * all_scores.to(torch.float32)[None, :] * iou
-    weights = weights / torch.sum(weights, dim=1, keepdim=True)  # [M, N]
-    # The official ``weights @ all_segs`` leaves the summation order to the BLAS kernel of the CPU at
-    # hand (AVX-512/AMX kernels differ from AVX2 ones by an ulp). The golden outputs equal a sequential
-    # float32 sum over the candidates in input order, which ``np.add.accumulate`` computes exactly
-    # (products rounded to float32 first, no FMA) on every CPU.
-    products = (weights[:, :, None] * b[None, :, :]).cpu().numpy()  # [M, N, 2] float32
-    if products.shape[1] == 0:
-        return torch.zeros((a.shape[0], 2), dtype=torch.float32, device=nms_segs.device)
-    summed = np.add.accumulate(products, axis=1)[:, -1]  # [M, 2], sequential in j
-    return torch.from_numpy(np.ascontiguousarray(summed)).to(nms_segs.device)
-
-
 # ---------------------------------------------------------------------------------------------
 # batched NMS (official batched_nms)
 
@@ -479,6 +447,7 @@ def batched_nms(
     multiclass: bool = True,
     sigma: float = 0.5,
     voting_thresh: float = 0.75,
+    voting_weights: VotingWeights = "score_iou",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """NMS of one video's candidates, as the official ``batched_nms``.
 
@@ -498,6 +467,8 @@ def batched_nms(
         multiclass: per-class NMS (True) or class-agnostic (False).
         sigma: Gaussian width.
         voting_thresh: IoU threshold of score voting (class-agnostic only; ``<= 0`` disables it).
+        voting_weights: ``'score_iou'`` (ActionFormer, TemporalMaxer) or ``'score'`` (TriDet), see
+            :func:`~tadformer.nms_voting.seg_voting`.
 
     Returns:
         ``segs`` ``[M, 2]`` float32, ``scores`` ``[M]`` float32 and ``labels`` ``[M]`` (input dtype),
@@ -536,6 +507,7 @@ def batched_nms(
                                                     iou_threshold, min_score, max_seg_num)
         new_labels = labels_c[src]
         if voting_thresh > 0:
-            new_segs = seg_voting(new_segs, torch.from_numpy(segs_np), torch.from_numpy(scores_np), voting_thresh)
+            new_segs = seg_voting(new_segs, torch.from_numpy(segs_np), torch.from_numpy(scores_np), voting_thresh,
+                                  voting_weights)
     order = torch.sort(new_scores, descending=True)[1][:max_seg_num]
     return new_segs[order].to(device), new_scores[order].to(device), new_labels[order].to(device)

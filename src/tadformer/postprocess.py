@@ -45,6 +45,7 @@ class PostprocessParams:
     duration_thresh: float = 0.05  # grid units
     multiclass_nms: bool = True
     voting_thresh: float = 0.7  # class-agnostic NMS only
+    voting_weights: str = "score_iou"  # 'score' for TriDet (tadformer setting: the architecture's voting rule)
 
 
 class VideoMetaLike(Protocol):
@@ -98,6 +99,8 @@ def resolve_params(test_cfg: Any = None, **overrides: Any) -> PostprocessParams:
     params = PostprocessParams(**values)
     if params.nms_method not in ("soft", "hard", "none"):
         raise ValueError(f"postprocess: nms_method must be 'soft', 'hard' or 'none', got {params.nms_method!r}")
+    if params.voting_weights not in ("score_iou", "score"):
+        raise ValueError(f"postprocess: voting_weights must be 'score_iou' or 'score', got {params.voting_weights!r}")
     return params
 
 
@@ -114,7 +117,8 @@ def decode_detections(
 
     Args:
         cls_logits: per level ``[T_l, NC]`` logits.
-        offsets: per level ``[T_l, 2]`` (left, right) distances in units of the level stride.
+        offsets: per level ``[T_l, 2]`` (left, right) distances in units of the level stride, or
+            ``[T_l, NC, 2]`` class-specific ones (TriDet): candidate (t, c) then uses ``offsets[t, c]``.
         masks: per level ``[T_l]`` bool, True at valid steps.
         points: the pyramid points (``sum_l T_l`` rows, level order).
         pre_nms_thresh: keep probabilities strictly above this.
@@ -131,10 +135,10 @@ def decode_detections(
     segs_all, scores_all, labels_all = [], [], []
     for lvl, (logit, off, mask, t_grid, stride) in enumerate(
             zip(cls_logits, offsets, masks, points.split(points.t_grid), points.split(points.stride))):
-        if logit.ndim != 2 or off.shape != (logit.shape[0], 2) or mask.shape != (logit.shape[0],) \
-                or t_grid.shape[0] != logit.shape[0]:
-            raise ValueError(f"decode_detections: level {lvl} expects logits [T, C], offsets [T, 2], mask [T] "
-                             f"and {t_grid.shape[0]} points; got {tuple(logit.shape)}, {tuple(off.shape)}, "
+        if logit.ndim != 2 or off.shape not in ((logit.shape[0], 2), (*logit.shape, 2)) \
+                or mask.shape != (logit.shape[0],) or t_grid.shape[0] != logit.shape[0]:
+            raise ValueError(f"decode_detections: level {lvl} expects logits [T, C], offsets [T, 2] or [T, C, 2], "
+                             f"mask [T] and {t_grid.shape[0]} points; got {tuple(logit.shape)}, {tuple(off.shape)}, "
                              f"{tuple(mask.shape)}")
         num_classes = logit.shape[1]
         prob = (logit.sigmoid() * mask.unsqueeze(-1)).flatten()  # index = t * NC + c
@@ -146,7 +150,8 @@ def decode_detections(
         pt = torch.div(flat_idx, num_classes, rounding_mode="floor")
         cls = torch.fmod(flat_idx, num_classes)
         t, s = t_grid[pt], stride[pt]
-        segs = torch.stack((t - off[pt, 0] * s, t + off[pt, 1] * s), dim=-1)
+        chosen = off[pt, cls] if off.dim() == 3 else off[pt]  # class-specific offsets (TriDet): the candidate's class
+        segs = torch.stack((t - chosen[:, 0] * s, t + chosen[:, 1] * s), dim=-1)
         long_enough = (segs[:, 1] - segs[:, 0]) > duration_thresh
         segs_all.append(segs[long_enough])
         scores_all.append(prob[long_enough])
@@ -163,7 +168,8 @@ def nms_detections(
         return segs_grid, scores, labels
     return batched_nms(segs_grid, scores, labels, params.iou_threshold, params.min_score, params.max_seg_num,
                        use_soft_nms=params.nms_method == "soft", multiclass=params.multiclass_nms,
-                       sigma=params.nms_sigma, voting_thresh=params.voting_thresh)
+                       sigma=params.nms_sigma, voting_thresh=params.voting_thresh,
+                       voting_weights=params.voting_weights)  # type: ignore[arg-type]
 
 
 def detections_to_seconds(segs_grid: Tensor, scores: Tensor, labels: Tensor, meta: VideoMetaLike) -> Detections:

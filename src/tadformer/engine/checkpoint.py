@@ -379,10 +379,23 @@ def load_model_weights(
         for title, items in sections:
             if items:
                 lines.append(f"  {title} {_list_some(items)}")
+        lines += _architecture_hint(weights, expected)
         raise WeightsMismatchError("\n".join(lines))
     target.load_state_dict(weights, strict=True)
     epoch = ckpt.get("epoch") if label != "state dict" else None
     return f"{label} from {source}" + (f" (epoch {epoch})" if isinstance(epoch, int) else "")
+
+
+def _architecture_hint(weights: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    """A line naming the checkpoint's architecture and the config to use, when it is not the model's."""
+    from tadformer.config_arch import guess_architecture
+
+    have, want = guess_architecture(weights), guess_architecture(expected)
+    if have is None or want is None or have.model_name == want.model_name:
+        return []
+    return [f"  the checkpoint holds {have.display} weights (model_name: {have.model_name}) but the config builds "
+            f"{want.display} (model_name: {want.model_name}): use a {have.display} config, e.g. "
+            f"configs/{have.thumos_config}.yaml"]
 
 
 # -------------------------------------------------------------------------------------------- RNG

@@ -271,4 +271,4 @@ def predict_raw_distributed(model: Any, dataset: Any, cfg: Any, env: DistEnv | N
     if videos is None:
         return None
     ranges = tuple((float(a), float(b)) for a, b in cfg.model.regression_range)
-    return RawOutputs(videos, tuple(cfg.model.fpn_strides), ranges, tuple(class_names))
+    return RawOutputs(videos, tuple(cfg.model.fpn_strides), ranges, tuple(class_names), cfg.model_name)

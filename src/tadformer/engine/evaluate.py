@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from tadformer.config import ExperimentConfig, TestConfig
+from tadformer.config_arch import arch_info
 from tadformer.data.annotations import read_annotations
 from tadformer.data.collate import collate_eval
 from tadformer.data.dataset import FeatureDataset
@@ -47,7 +48,8 @@ class RawVideoOutput:
     Attributes:
         meta: the video's :class:`VideoMeta` (fps, duration, stride, frames, length).
         cls_logits: per level ``[T_l, NC]`` float32, ``T_l = ceil(T / stride_l)``.
-        offsets: per level ``[T_l, 2]`` float32 (level-stride units).
+        offsets: per level ``[T_l, 2]`` float32 (level-stride units), or ``[T_l, NC, 2]`` for class-specific
+            offsets (TriDet; decoded by the model over the padded length, so exact at the valid steps).
     """
 
     meta: VideoMeta
@@ -63,6 +65,7 @@ class RawOutputs:
     strides: tuple[int, ...]
     regression_range: tuple[tuple[float, float], ...]
     class_names: tuple[str, ...]
+    model_name: str = "LocPointTransformer"  # the architecture (its score-voting rule applies when re-scoring)
 
     def save(self, path: str | Path) -> Path:
         """Write to ``path`` atomically (a torch file loadable with ``weights_only=True``)."""
@@ -70,6 +73,7 @@ class RawOutputs:
         payload = {
             "format": RAW_FORMAT, "strides": list(self.strides),
             "regression_range": [list(r) for r in self.regression_range], "class_names": list(self.class_names),
+            "model_name": self.model_name,
             "videos": [{"meta": dataclasses.asdict(v.meta), "cls_logits": v.cls_logits, "offsets": v.offsets}
                        for v in self.videos],
         }
@@ -92,7 +96,7 @@ class RawOutputs:
                       for v in payload["videos"]]
             return RawOutputs(videos, tuple(payload["strides"]),
                               tuple((float(a), float(b)) for a, b in payload["regression_range"]),
-                              tuple(payload["class_names"]))
+                              tuple(payload["class_names"]), str(payload.get("model_name", "LocPointTransformer")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: malformed raw-outputs file ({type(exc).__name__}: {exc}); "
                              "write it again with `tadformer eval --out`") from None
@@ -148,11 +152,13 @@ def predict_raw(model: ActionFormer, dataset: FeatureDataset, cfg: ExperimentCon
     ]
     ranges = tuple((float(a), float(b)) for a, b in cfg.model.regression_range)
     return RawOutputs(videos, tuple(cfg.model.fpn_strides), ranges,
-                      tuple(class_names))
+                      tuple(class_names), cfg.model_name)
 
 
 def detect_from_raw(raw: RawOutputs, test_cfg: TestConfig) -> list[Detections]:
-    """Decode + NMS + seconds for every video of ``raw`` with the given test settings."""
+    """Decode + NMS + seconds for every video of ``raw`` with the given test settings (and the score-voting
+    rule of ``raw``'s architecture)."""
+    voting = arch_info(raw.model_name).voting
     detections = []
     for video in raw.videos:
         lengths = [int(x.shape[0]) for x in video.cls_logits]
@@ -161,7 +167,7 @@ def detect_from_raw(raw: RawOutputs, test_cfg: TestConfig) -> list[Detections]:
             cls_logits=[x[None] for x in video.cls_logits], offsets=[x[None] for x in video.offsets],
             masks=[torch.ones(1, n, dtype=torch.bool) for n in lengths], points=points,
         )
-        detections.extend(postprocess_batch(outputs, [video.meta], test_cfg))
+        detections.extend(postprocess_batch(outputs, [video.meta], test_cfg, voting_weights=voting))
     return detections
 
 

@@ -73,8 +73,7 @@ def infer_video(loaded: LoadedModel, feat_path: str | Path | Sequence[str | Path
     raw_video = forward_video(loaded.model, sample, cfg.dataset.max_seq_len, cfg.model.max_div_factor, dev,
                               precision)
     ranges = tuple((float(a), float(b)) for a, b in cfg.model.regression_range)
-    raw = RawOutputs([raw_video], tuple(cfg.model.fpn_strides), ranges,
-                     loaded.class_names)
+    raw = RawOutputs([raw_video], tuple(cfg.model.fpn_strides), ranges, loaded.class_names, cfg.model_name)
     return detect_from_raw(raw, cfg.test_cfg)[0]
 
 

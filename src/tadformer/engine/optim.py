@@ -267,7 +267,8 @@ def build_scheduler(optimizer: Optimizer, opt_cfg: Any, iters_per_epoch: int) ->
     Args:
         optimizer: the optimiser (its group LRs are the base LRs).
         opt_cfg: object with ``warmup``, ``warmup_epochs``, ``epochs``, ``schedule_type``
-            ("cosine" or "multistep"), ``schedule_steps`` (epochs) and ``schedule_gamma``.
+            ("cosine" or "multistep"), ``schedule_steps`` (epochs), ``schedule_gamma`` and optionally
+            ``eta_min`` (final LR of the warmup + cosine schedule, default 1e-8).
         iters_per_epoch: optimiser steps per epoch (``len(train_loader)``).
 
     Returns:
@@ -285,8 +286,9 @@ def build_scheduler(optimizer: Optimizer, opt_cfg: Any, iters_per_epoch: int) ->
     if opt_cfg.warmup:
         warmup_steps = int(opt_cfg.warmup_epochs) * iters_per_epoch
         max_steps = (int(opt_cfg.epochs) + int(opt_cfg.warmup_epochs)) * iters_per_epoch
-        if kind == "cosine":
-            return WarmupCosineSchedule(optimizer, warmup_steps, max_steps)
+        if kind == "cosine":  # eta_min: TriDet's config key (1e-8, hard-coded in ActionFormer and TemporalMaxer)
+            return WarmupCosineSchedule(optimizer, warmup_steps, max_steps,
+                                        eta_min=float(getattr(opt_cfg, "eta_min", ETA_MIN)))
         return WarmupMultiStepSchedule(optimizer, warmup_steps, steps, gamma=gamma)
     if kind == "cosine":
         return CosineAnnealingLR(optimizer, T_max=int(opt_cfg.epochs) * iters_per_epoch)

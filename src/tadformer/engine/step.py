@@ -10,17 +10,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from tadformer.assign import assign_batch
 from tadformer.config import ExperimentConfig
 from tadformer.data.types import Batch
 from tadformer.engine import distributed as D
 from tadformer.engine.ema import ModelEma
 from tadformer.engine.runtime import Precision, get_world_size
 from tadformer.losses import LossNormalizer, check_finite, compute_losses
+from tadformer.model.actionformer import ActionFormer
 from tadformer.model.outputs import HeadOutputs
 
 __all__ = ["NonFiniteLoss", "TrainParts", "batch_losses", "train_step"]
@@ -45,28 +45,34 @@ class TrainParts:
 def batch_losses(model: torch.nn.Module, batch: Batch, cfg: ExperimentConfig,
                  normalizer: LossNormalizer, precision: Precision | None = None) -> dict[str, torch.Tensor]:
     """Forward one padded batch (under autocast if ``precision`` says so), assign targets, and
-    compute the official losses (always in float32)."""
+    compute the official losses (always in float32).
+
+    The architecture's own training rules come from the model (``assign``, ``loss_options``), so this is
+    the same for ActionFormer, TriDet and TemporalMaxer.
+    """
     with (precision or Precision()).autocast():
         outputs = model(batch.feats, batch.mask)
     bad = _nonfinite_output(outputs)
     if bad is not None:  # e.g. extreme feature values: report it like a non-finite loss (caught per step)
         nan = torch.tensor(float("nan"), device=batch.feats.device)
         return {"cls_loss": nan, "reg_loss": nan, "final_loss": nan, "num_pos": torch.zeros((), dtype=torch.int64),
+                "num_pos_weighted": torch.zeros((), dtype=torch.float64),
                 "nonfinite_output": torch.tensor(True), "where": torch.tensor(bad)}
     tr = cfg.train_cfg
-    cls_t, reg_t = assign_batch(
-        outputs.points, batch.segments_grid, batch.labels, cfg.dataset.num_classes,
-        center_sample=tr.center_sample, center_sample_radius=tr.center_sample_radius,
-    )
-    return compute_losses(outputs, cls_t, reg_t, normalizer, cfg.dataset.num_classes,
-                          label_smoothing=tr.label_smoothing, loss_weight=tr.loss_weight)
+    core = cast(ActionFormer, getattr(model, "module", model))  # DDP wrapper -> the detector
+    targets = core.assign(outputs, batch.segments_grid, batch.labels, cfg.dataset.num_classes, tr)
+    return compute_losses(outputs, targets.cls_targets, targets.reg_targets, normalizer, cfg.dataset.num_classes,
+                          label_smoothing=tr.label_smoothing, loss_weight=tr.loss_weight, weights=targets.weights,
+                          **core.loss_options)
 
 
 def _nonfinite_output(outputs: HeadOutputs) -> int | None:
     """Index of the first pyramid level whose logits/offsets are NaN/Inf at a valid step, else None."""
     for level, (logits, offsets, mask) in enumerate(zip(outputs.cls_logits, outputs.offsets, outputs.masks)):
         valid = mask.unsqueeze(-1)
-        if not (torch.isfinite(logits).logical_or(~valid).all() and torch.isfinite(offsets).logical_or(~valid).all()):
+        valid_off = mask.reshape(*mask.shape, *([1] * (offsets.dim() - 2)))  # offsets [B, T, 2] or [B, T, NC, 2]
+        finite_off = torch.isfinite(offsets).logical_or(~valid_off).all()
+        if not (torch.isfinite(logits).logical_or(~valid).all() and finite_off):
             return level
     return None
 
@@ -74,11 +80,11 @@ def _nonfinite_output(outputs: HeadOutputs) -> int | None:
 class _Provisional(LossNormalizer):
     """A fixed divisor for the micro-batches of a step; the real normaliser is updated once per step."""
 
-    def update(self, num_pos: int) -> float:
+    def update(self, num_pos: float) -> float:
         return self.value
 
 
-_STATS = ("cls_loss", "reg_loss", "final_loss", "num_pos")
+_STATS = ("cls_loss", "reg_loss", "final_loss", "num_pos", "num_pos_weighted")
 
 
 def train_step(parts: TrainParts, batches: Sequence[Batch], cfg: ExperimentConfig,
@@ -129,7 +135,7 @@ def train_step(parts: TrainParts, batches: Sequence[Batch], cfg: ExperimentConfi
     if parts.precision.scaler is not None:
         parts.precision.scaler.unscale_(parts.optimizer)
     if provisional is not None:
-        factor = provisional.value / parts.normalizer.update(int(sums[3]))
+        factor = provisional.value / parts.normalizer.update(sums[4])  # the count the loss normaliser uses
         for p in params:
             p.grad.mul_(factor)  # type: ignore[union-attr]
         sums[:3] = [v * factor for v in sums[:3]]

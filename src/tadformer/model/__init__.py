@@ -1,4 +1,8 @@
-"""The ActionFormer model. :func:`build_model` is the only place where config strings are dispatched."""
+"""The detectors: ActionFormer, TriDet and TemporalMaxer.
+
+:func:`build_model` is the only place where the architecture (``model_name``) is dispatched; each
+architecture's module has its own ``build_*`` function.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +23,16 @@ from tadformer.model.layers import (
 from tadformer.model.neck import FPN1d, IdentityNeck
 from tadformer.model.outputs import HeadOutputs
 from tadformer.model.points import Points, make_points
+from tadformer.model.sgp import SGPBackbone, SGPBlock
+from tadformer.model.temporalmaxer import TemporalMaxer, build_temporalmaxer
+from tadformer.model.tridet import TriDet, build_tridet, trident_offsets
 
 __all__ = [
     "ActionFormer", "AffineDropPath", "ChannelLayerNorm", "ClsHead", "ConvBackbone",
     "ConvTransformerBackbone", "FPN1d", "HeadOutputs", "IdentityNeck", "LocalMaskedMHCA", "MaskedConv1d",
-    "MaskedMHCA", "Points",
-    "RegHead", "Scale", "TransformerBlock", "banded_attention", "build_model", "drop_path",
+    "MaskedMHCA", "Points", "SGPBackbone", "SGPBlock", "TemporalMaxer", "TriDet", "build_temporalmaxer",
+    "build_tridet", "trident_offsets",
+    "RegHead", "Scale", "TransformerBlock", "banded_attention", "build_actionformer", "build_model", "drop_path",
     "forced_droppath_masks", "make_points", "max_div_factor", "win_sizes",
 ]
 
@@ -41,6 +49,28 @@ def win_sizes(n_mha_win_size: int | Any, n_levels: int) -> list[int]:
 
 
 def build_model(cfg: Any) -> ActionFormer:
+    """Build the detector of a config: ActionFormer, TriDet or TemporalMaxer, by ``model_name``.
+
+    Args:
+        cfg: ``tadformer.config.ExperimentConfig`` or any namespace tree with the same attributes
+            (``model_name`` defaults to ActionFormer's ``LocPointTransformer``; short names such as
+            ``tridet`` are accepted).
+
+    Returns:
+        The model (in training mode, like any fresh module): :class:`ActionFormer` or its subclass
+        :class:`~tadformer.model.tridet.TriDet` / :class:`~tadformer.model.temporalmaxer.TemporalMaxer`.
+    """
+    from tadformer.config_arch import arch_info
+
+    arch = arch_info(str(getattr(cfg, "model_name", "LocPointTransformer"))).key
+    if arch == "tridet":
+        return build_tridet(cfg)
+    if arch == "temporalmaxer":
+        return build_temporalmaxer(cfg)
+    return build_actionformer(cfg)
+
+
+def build_actionformer(cfg: Any) -> ActionFormer:
     """Build the detector from an experiment config (official key names).
 
     Modules are created in the official order (backbone, neck, classification head, regression

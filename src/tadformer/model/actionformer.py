@@ -7,6 +7,7 @@ the raw :class:`HeadOutputs` in train and eval mode alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -59,6 +60,24 @@ class ActionFormer(nn.Module):
         self.strides = tuple(int(s) for s in strides)
         self.regression_range = tuple((float(lo), float(hi)) for lo, hi in regression_range)
         self.pad_multiple = int(pad_multiple)
+
+    # ------------------------------------------------------------------ training strategy
+    # What an architecture changes in training is expressed by these two members, which the engine calls for
+    # every model alike (``engine.step.batch_losses``): no code outside the model asks for the architecture.
+
+    def assign(self, outputs: HeadOutputs, gt_segments: Sequence[Tensor], gt_labels: Sequence[Tensor],
+               num_classes: int, train_cfg: Any) -> Any:
+        """Training targets of a batch: ActionFormer's centre sampling (``train_cfg.center_sample``,
+        ``center_sample_radius``). Returns :class:`tadformer.assign.Targets`."""
+        from tadformer.assign import centre_sampling_targets
+
+        return centre_sampling_targets(outputs.points, gt_segments, gt_labels, num_classes,
+                                       train_cfg.center_sample, train_cfg.center_sample_radius)
+
+    @property
+    def loss_options(self) -> dict[str, Any]:
+        """Extra keyword arguments of :func:`tadformer.losses.compute_losses` (none for ActionFormer)."""
+        return {}
 
     def forward_features(self, feats: Tensor, mask: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Backbone + neck only.

@@ -51,6 +51,8 @@ class ClsHead(_Tower):
         kernel_size: conv kernel size.
         with_ln: LayerNorm in the tower (tower convs then have no bias).
         empty_cls: classes without training data; their bias gets the prior 1e-6.
+        detach_feat: read the features detached from the graph (TriDet's start/end boundary heads:
+            they train only themselves, never the neck or backbone).
 
     Example:
         >>> head = ClsHead(32, 32, 4)
@@ -58,8 +60,9 @@ class ClsHead(_Tower):
 
     def __init__(self, input_dim: int, feat_dim: int, num_classes: int, prior_prob: float = 0.01,
                  num_layers: int = 3, kernel_size: int = 3, with_ln: bool = False,
-                 empty_cls: Sequence[int] = ()) -> None:
+                 empty_cls: Sequence[int] = (), detach_feat: bool = False) -> None:
         super().__init__(input_dim, feat_dim, num_layers, kernel_size, with_ln)
+        self.detach_feat = detach_feat
         self.cls_head = MaskedConv1d(feat_dim, num_classes, kernel_size)
         bias = self.cls_head.conv.bias
         assert bias is not None
@@ -72,6 +75,8 @@ class ClsHead(_Tower):
 
     def forward(self, feats: Sequence[Tensor], masks: Sequence[Tensor]) -> list[Tensor]:
         """Args: per-level ``[B, D, T_l]`` and ``[B, 1, T_l]``. Returns: per-level ``[B, NC, T_l]``."""
+        if self.detach_feat:
+            feats = [x.detach() for x in feats]
         return [self.cls_head(self._tower(x, m), m)[0] for x, m in zip(feats, masks)]
 
 
@@ -85,17 +90,19 @@ class RegHead(_Tower):
         num_layers: tower convs + 1.
         kernel_size: conv kernel size.
         with_ln: LayerNorm in the tower.
+        num_outputs: output channels; 2 (left, right) for ActionFormer, ``2 * (num_bins + 1)`` for the
+            centre head of TriDet's Trident head.
     """
 
     def __init__(self, input_dim: int, feat_dim: int, fpn_levels: int, num_layers: int = 3,
-                 kernel_size: int = 3, with_ln: bool = False) -> None:
+                 kernel_size: int = 3, with_ln: bool = False, num_outputs: int = 2) -> None:
         super().__init__(input_dim, feat_dim, num_layers, kernel_size, with_ln)
         self.fpn_levels = fpn_levels
         self.scale = nn.ModuleList(Scale() for _ in range(fpn_levels))
-        self.offset_head = MaskedConv1d(feat_dim, 2, kernel_size)
+        self.offset_head = MaskedConv1d(feat_dim, num_outputs, kernel_size)
 
     def forward(self, feats: Sequence[Tensor], masks: Sequence[Tensor]) -> list[Tensor]:
-        """Args: per-level ``[B, D, T_l]`` and ``[B, 1, T_l]``. Returns: per-level ``[B, 2, T_l]``."""
+        """Args: per-level ``[B, D, T_l]`` and ``[B, 1, T_l]``. Returns: per-level ``[B, num_outputs, T_l]``."""
         if len(feats) != self.fpn_levels:
             raise ValueError(f"RegHead: expected {self.fpn_levels} levels, got {len(feats)}")
         return [F.relu(scale(self.offset_head(self._tower(x, m), m)[0]))

@@ -49,8 +49,10 @@ _METRIC_KEYS = ("tiou_thresholds", "mAP", "average_mAP", "class_ids", "ap_per_cl
 _CONFIG_KEYS = (
     "dataset_name", "train_split", "val_split", "init_rand_seed", "dataset.json_file", "dataset.num_classes",
     "dataset.input_dim", "dataset.feat_stride", "dataset.num_frames", "dataset.max_seq_len",
-    "dataset.trunc_thresh", "dataset.crop_ratio", "model.backbone_arch", "model.embd_dim", "model.n_head",
-    "model.n_mha_win_size", "model.fpn_type", "model.regression_range", "opt.type", "opt.learning_rate",
+    "dataset.trunc_thresh", "dataset.crop_ratio", "model.backbone_type", "model.backbone_arch", "model.embd_dim",
+    "model.n_head", "model.n_mha_win_size", "model.n_sgp_win_size", "model.sgp_mlp_dim", "model.k",
+    "model.init_conv_vars", "model.num_bins", "model.iou_weight_power", "model.input_noise", "model.assigner",
+    "model.fpn_type", "model.regression_range", "opt.type", "opt.learning_rate",
     "opt.weight_decay", "opt.epochs", "opt.warmup_epochs", "opt.schedule_type", "loader.batch_size",
     "train_cfg.center_sample_radius", "train_cfg.init_loss_norm", "train_cfg.clip_grad_l2norm",
     "train_cfg.droppath", "test_cfg.pre_nms_topk", "test_cfg.nms_method", "test_cfg.nms_sigma",
@@ -69,14 +71,24 @@ def _lookup(cfg: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
+def architecture_name(cfg: Mapping[str, Any] | None) -> str:
+    """The detector of a run's ``config.yaml``, e.g. ``TriDet (model_name: TriDet)``."""
+    from tadformer.config_arch import ARCHITECTURES, resolve_model_name
+
+    name = str((cfg or {}).get("model_name") or "LocPointTransformer")
+    official = resolve_model_name(name)
+    return name if official is None else f"{ARCHITECTURES[official].display} (model_name: {official})"
+
+
 def config_section(cfg: Mapping[str, Any] | None, note: str | None) -> Section:
     """Key recipe values of ``config.yaml`` (or the note saying why there are none)."""
     sec = Section("Configuration")
     if cfg is None:
         sec.blocks.append(note or "no config.yaml")
         return sec
-    rows = [[k, json.dumps(v) if not isinstance(v, str) else v] for k in _CONFIG_KEYS
-            if (v := _lookup(cfg, k)) is not None]
+    rows = [["architecture", architecture_name(cfg)]]
+    rows += [[k, json.dumps(v) if not isinstance(v, str) else v] for k in _CONFIG_KEYS
+             if (v := _lookup(cfg, k)) is not None]
     sec.blocks.append(Table(["key", "value"], rows))
     return sec
 
@@ -400,7 +412,8 @@ def build_report(run_dir: Path) -> tuple[Path, Path]:
     out = run.run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     sections = build_sections(run, out)
-    title = f"tadformer report: {run.run_dir.resolve().name}"
+    arch = architecture_name(run.config).split(" (")[0] if run.config is not None else None
+    title = f"tadformer report: {run.run_dir.resolve().name}" + (f" ({arch})" if arch else "")
     html_path, md_path = out / "report.html", out / "report.md"
     _write(html_path, render_html(title, sections))
     _write(md_path, render_markdown(title, sections, out))
