@@ -61,13 +61,17 @@ def build_model(cfg: Any) -> ActionFormer:
         :class:`~tadformer.model.tridet.TriDet` / :class:`~tadformer.model.temporalmaxer.TemporalMaxer`.
     """
     from tadformer.config_arch import arch_info
+    from tadformer.model.conv_gemm import use_half_gemm_convs
 
     arch = arch_info(str(getattr(cfg, "model_name", "LocPointTransformer"))).key
     if arch == "tridet":
-        return build_tridet(cfg)
-    if arch == "temporalmaxer":
-        return build_temporalmaxer(cfg)
-    return build_actionformer(cfg)
+        model: ActionFormer = build_tridet(cfg)
+    elif arch == "temporalmaxer":
+        model = build_temporalmaxer(cfg)
+    else:
+        model = build_actionformer(cfg)
+    use_half_gemm_convs(model)  # bf16/fp16 work only; float32 is untouched
+    return model
 
 
 def build_actionformer(cfg: Any) -> ActionFormer:

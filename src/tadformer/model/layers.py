@@ -125,7 +125,9 @@ class MaskedConv1d(nn.Module):
             raise ValueError(
                 f"MaskedConv1d: sequence length {x.shape[-1]} is not divisible by stride {self.stride}"
             )
-        if self.stride == 1 and x.shape[-1] > CONV_CHUNK_STEPS and not torch.is_grad_enabled():
+        half_gemm = x.dtype in HALF_DTYPES or torch.is_autocast_enabled(x.device.type)
+        if self.stride == 1 and x.shape[-1] > CONV_CHUNK_STEPS and not torch.is_grad_enabled() and not (
+                half_gemm and type(self.conv) is not nn.Conv1d):  # (half precision: conv_gemm's matmul path)
             out = conv1d_in_time_chunks(self.conv, x, CONV_CHUNK_STEPS)  # inference: bounded transient memory
         else:
             out = self.conv(x)
@@ -180,11 +182,27 @@ class ChannelLayerNorm(nn.Module):
                 out = out.mul_(self.weight).add_(self.bias)
             return out
         # fused kernel on the channel-last view: one pass instead of nine; same formula, float rounding
-        # differs by ~1 ulp (well inside the golden tolerances)
+        # differs by ~1 ulp (well inside the golden tolerances). Half inputs stay half (float32 statistics
+        # inside the kernel), outside autocast's float32 cast of layer_norm.
         weight = self.weight.view(-1) if self.weight is not None else None
         bias = self.bias.view(-1) if self.bias is not None else None
-        out = F.layer_norm(x.transpose(1, 2), (self.num_channels,), weight, bias, self.eps)
-        return out.transpose(1, 2).contiguous()
+        with torch.autocast(x.device.type, enabled=False):
+            out = F.layer_norm(x.transpose(1, 2).contiguous(), (self.num_channels,), weight, bias, self.eps)
+        return channels_first(out)
+
+
+def channels_first(x_btc: Tensor) -> Tensor:
+    """``[B, T, C] -> [B, C, T]`` contiguous, one 2-D transpose per item.
+
+    On the CPU a batched ``transpose(1, 2).contiguous()`` in this direction runs ~8x slower than the
+    2-D transposes of its items (measured: 16 ms against 1.9 ms for 4608 x 512 bfloat16).
+    """
+    if x_btc.dim() != 3:
+        raise ValueError(f"channels_first: expected [B, T, C], got {list(x_btc.shape)}")
+    out = x_btc.new_empty(x_btc.shape[0], x_btc.shape[2], x_btc.shape[1])
+    for i in range(x_btc.shape[0]):
+        out[i].copy_(x_btc[i].t())
+    return out
 
 
 def use_fused_layer_norm(model: nn.Module, enabled: bool = True) -> int:
