@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tadformer.model.actionformer import ActionFormer, max_div_factor
+from tadformer.model.actionformer import ActionFormer, max_div_factor, win_sizes
 from tadformer.model.attention import LocalMaskedMHCA, MaskedMHCA, banded_attention
 from tadformer.model.backbone import ConvBackbone, ConvTransformerBackbone, TransformerBlock
 from tadformer.model.heads import ClsHead, RegHead
@@ -35,17 +35,6 @@ __all__ = [
     "RegHead", "Scale", "TransformerBlock", "banded_attention", "build_actionformer", "build_model", "drop_path",
     "forced_droppath_masks", "make_points", "max_div_factor", "win_sizes",
 ]
-
-
-def win_sizes(n_mha_win_size: int | Any, n_levels: int) -> list[int]:
-    """Attention window per backbone level: an int is repeated, a list must have one entry per level."""
-    if isinstance(n_mha_win_size, int):
-        return [n_mha_win_size] * n_levels
-    sizes = [int(w) for w in n_mha_win_size]
-    if len(sizes) != n_levels:
-        raise ValueError(f"model.n_mha_win_size: expected an int or {n_levels} values (one per level), "
-                         f"got {sizes}")
-    return sizes
 
 
 def build_model(cfg: Any) -> ActionFormer:

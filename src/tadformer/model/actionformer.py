@@ -24,6 +24,17 @@ def max_div_factor(strides: Sequence[int], mha_win_sizes: Sequence[int]) -> int:
     return max(s * (w // 2) * 2 if w > 1 else s for s, w in zip(strides, mha_win_sizes))
 
 
+def win_sizes(value: int | Sequence[int], n_levels: int, key: str = "model.n_mha_win_size") -> list[int]:
+    """Window per backbone level (attention, or TriDet's SGP with ``key="model.n_sgp_win_size"``): an int is
+    repeated, a list must have one entry per level."""
+    if isinstance(value, int):
+        return [value] * n_levels
+    sizes = [int(w) for w in value]
+    if len(sizes) != n_levels:
+        raise ValueError(f"{key}: expected an int or {n_levels} values (one per level), got {sizes}")
+    return sizes
+
+
 class ActionFormer(nn.Module):
     """Anchor-free temporal action localiser.
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tadformer.model.actionformer import ActionFormer
+from tadformer.model.actionformer import ActionFormer, win_sizes
 from tadformer.model.backbone import ConvBackbone
 from tadformer.model.heads import ClsHead, RegHead
 from tadformer.model.neck import FPN1d, IdentityNeck
@@ -140,14 +140,6 @@ class TriDet(ActionFormer):
                            points=points, extras=extras)
 
 
-def _win_sizes(m: Any, n_levels: int) -> list[int]:
-    w = m.n_sgp_win_size
-    sizes = [int(w)] * n_levels if isinstance(w, int) else [int(v) for v in w]
-    if len(sizes) != n_levels:
-        raise ValueError(f"model.n_sgp_win_size: expected an int or {n_levels} values (one per level), got {sizes}")
-    return sizes
-
-
 def build_tridet(cfg: Any) -> TriDet:
     """Build TriDet from a config whose ``model`` section is TriDet's.
 
@@ -162,7 +154,7 @@ def build_tridet(cfg: Any) -> TriDet:
     reg_range = [(float(lo), float(hi)) for lo, hi in m.regression_range]
     if len(strides) != len(reg_range):
         raise ValueError(f"model.regression_range: {len(reg_range)} ranges for {len(strides)} pyramid levels")
-    windows = _win_sizes(m, len(strides))
+    windows = win_sizes(m.n_sgp_win_size, len(strides), key="model.n_sgp_win_size")
     backbone: nn.Module
     if m.backbone_type == "SGP":
         backbone = SGPBackbone(int(ds.input_dim), int(m.embd_dim), int(m.sgp_mlp_dim), int(m.embd_kernel_size),
